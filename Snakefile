@@ -1,0 +1,23 @@
+# synergy-core: PhiID synergy/redundancy between attention heads, ranking, ablation.
+# The rules live in workflow/rules/, one file per stage; the logic in the synergy_core package.
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+# The paper configuration, unless --configfile names another. (Snakemake would otherwise merge the
+# two, so the demo would also inherit the paper's models.)
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/extract.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True

@@ -1,0 +1,46 @@
+# Shared set-up: config validation (fails at parse time naming the key), wildcards, paths, and
+# code hashes that make a rule stale when the package code it runs changes.
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
+# Rule scripts and cluster jobs import synergy_core from this checkout even when the package
+# was not pip-installed.
+sys.path.insert(0, str(WORKFLOW_DIR))
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(WORKFLOW_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+)
+
+from synergy_core.config import ConfigError, load_yaml_strict, model_spec, validate_config
+
+for _path in workflow.overwrite_configfiles or workflow.configfiles:
+    load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
+validate_config(config, WORKFLOW_DIR / "schemas" / "config.schema.yaml")
+
+if config["hf_home"]:
+    os.environ["HF_HOME"] = str(Path(config["hf_home"]).resolve())
+
+MODELS = list(config["models"])
+RESULTS = "results"
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+
+
+def code_hash(*modules):
+    """Hash of package modules a rule runs (Snakemake does not track a script's imports)."""
+    digest = hashlib.sha256()
+    for name in sorted(set(modules) | {"io", "runtime"}):
+        digest.update((WORKFLOW_DIR / "synergy_core" / f"{name}.py").read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def spec_of(wildcards):
+    return model_spec(config, wildcards.model)
+
+
+def all_outputs():
+    return expand(f"{RESULTS}/{{model}}/activations.npz", model=MODELS)

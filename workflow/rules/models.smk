@@ -1,0 +1,16 @@
+# Pre-download every configured hub model where the network is (compute nodes have none).
+
+
+localrules:
+    download_models,
+
+
+rule download_models:
+    output:
+        touch(f"{RESULTS}/models/downloaded.flag"),
+    params:
+        specs=[model_spec(config, m) for m in MODELS],
+    log:
+        f"{RESULTS}/logs/download_models.log",
+    script:
+        "../scripts/download_models.py"

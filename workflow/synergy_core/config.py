@@ -1,0 +1,143 @@
+"""Config validation: JSON schema (with defaults filled in) plus the cross-key rules a schema cannot say.
+
+Every error is a :class:`ConfigError` whose message starts with the offending key, e.g.
+``config key generation.num_tokens: -3 is less than the minimum of 1``, and is raised when the
+Snakefile is parsed, before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from .models import BUILTIN_MODELS, is_builtin
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+MIN_SAMPLES = 5  # PhiID needs T = num_tokens - tau >= 5 samples (a 4x4 covariance of rank 4)
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; the message names the key and the fix."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    pass
+
+
+def _no_duplicates(loader, node, deep=False):
+    keys = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in keys:
+            raise ConfigError(f"config key {key!r} appears twice in the same mapping "
+                              f"(line {key_node.start_mark.line + 1}); YAML would silently keep the last")
+        keys.add(key)
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
+def load_yaml_strict(path: str | Path) -> dict:
+    """Load a YAML config file, refusing duplicate keys (e.g. two models with the same name)."""
+    with open(path, encoding="utf-8") as fh:
+        return yaml.load(fh, Loader=_UniqueKeyLoader) or {}
+
+
+def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "(top level)"
+
+
+def _fill_defaults(instance: dict, schema: dict) -> None:
+    """Set schema defaults for absent keys, recursively through objects and model entries."""
+    if schema.get("type") != "object" or not isinstance(instance, dict):
+        return
+    for name, sub in schema.get("properties", {}).items():
+        if name not in instance and "default" in sub:
+            instance[name] = copy.deepcopy(sub["default"])
+        if name in instance:
+            _fill_defaults(instance[name], sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for name, value in instance.items():
+            if name not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
+    """Validate ``config`` in place (defaults filled) and return it; raise :class:`ConfigError`."""
+    schema = load_schema(schema_path)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        if err.validator == "additionalProperties":
+            where = _key(err.absolute_path)
+            raise ConfigError(f"config key {where}: {err.message} (check the spelling against "
+                              "workflow/schemas/config.schema.yaml)")
+        raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}")
+    _fill_defaults(config, schema)
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict) -> None:
+    gen, phi = config["generation"], config["phiid"]
+    max_tau = gen["num_tokens"] - MIN_SAMPLES
+    if phi["tau"] > max_tau:
+        raise ConfigError(
+            f"config key phiid.tau: {phi['tau']} leaves fewer than {MIN_SAMPLES} samples with "
+            f"generation.num_tokens = {gen['num_tokens']}; use tau <= {max(max_tau, 0)} or more tokens")
+    prompts_file = Path(config["prompts"]["file"])
+    if not prompts_file.is_file():
+        raise ConfigError(f"config key prompts.file: {prompts_file} does not exist")
+    for name, spec in config["models"].items():
+        where = f"config key models.{name}"
+        if is_builtin(spec["hf_id"]):
+            if spec["hf_id"] not in BUILTIN_MODELS:
+                raise ConfigError(f"{where}.hf_id: unknown built-in model {spec['hf_id']!r}; "
+                                  f"choose one of {', '.join(BUILTIN_MODELS)}")
+            for key in ("revision", "local_path"):
+                if spec.get(key):
+                    raise ConfigError(f"{where}.{key}: built-in models have no {key}")
+            n_heads = _builtin_heads(spec["hf_id"])
+        else:
+            n_heads = None
+        if spec.get("revision") and not spec["hf_id"].lower().startswith("eleutherai/pythia"):
+            raise ConfigError(f"{where}.revision: training-checkpoint revisions are only defined "
+                              f"for EleutherAI/pythia-* models, not {spec['hf_id']!r}")
+        if spec.get("local_path"):
+            path = Path(spec["local_path"])
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"{where}.local_path: {path} is not a Hugging Face model "
+                                  "directory (no config.json there)")
+        if n_heads is not None:
+            n_pairs = n_heads * (n_heads - 1) // 2
+            if phi["n_chunks"] > n_pairs:
+                raise ConfigError(f"config key phiid.n_chunks: {phi['n_chunks']} chunks for "
+                                  f"{n_pairs} head pairs of model {name}; use at most {n_pairs}")
+
+
+def _builtin_heads(hf_id: str) -> int:
+    from .models import builtin_config
+
+    cfg = builtin_config(hf_id, vocab_size=258)
+    n_layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
+    n_heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
+    return n_layers * n_heads
+
+
+def model_spec(config: dict, name: str) -> dict:
+    """The full spec of a configured model, with the cache directory resolved."""
+    spec = dict(config["models"][name])
+    spec["name"] = name
+    spec["cache_dir"] = str(Path(config["hf_home"]) / "hub") if config.get("hf_home") else None
+    return spec

@@ -1,0 +1,229 @@
+"""Model and tokenizer loading: hub models (offline by default), random-init twins, built-in tiny models.
+
+A *model spec* is one entry of the config's ``models`` mapping (see
+``workflow/schemas/config.schema.yaml``)::
+
+    {"hf_id": "EleutherAI/pythia-1b", "revision": "step143000", "init": "pretrained",
+     "seed": 0, "dtype": "float32", "local_path": None}
+
+``hf_id`` may also name a built-in offline model, ``builtin:tiny-gpt-neox`` (and, for tests and
+the multi-family demo, ``builtin:tiny-llama``, ``builtin:tiny-qwen3``, ``builtin:tiny-gemma3``,
+``builtin:tiny-gpt2``). Built-in models are always randomly initialised from ``seed`` and use a
+byte-level tokenizer built locally, so nothing is ever downloaded for them.
+
+Every loader here runs with the hub offline unless ``allow_download=True`` (only the
+``download_models`` rule passes that), so a compute node without internet fails within seconds
+with a message naming the model and the fix, instead of hanging on a network request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+
+BUILTIN_PREFIX = "builtin:"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>")
+
+# Small enough to run the whole workflow on 2 CPU cores in seconds, big enough to have structure
+# (several layers and heads, head_dim > 1). Vocabulary size is filled in from the tokenizer.
+_TINY_CONFIGS = {
+    "tiny-gpt-neox": ("gpt_neox", dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4,
+                                       intermediate_size=256, rotary_pct=0.25)),
+    "tiny-llama": ("llama", dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                 num_key_value_heads=2, intermediate_size=128)),
+    "tiny-qwen3": ("qwen3", dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                 num_key_value_heads=2, head_dim=24, intermediate_size=128)),
+    "tiny-gemma3": ("gemma3_text", dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
+                                        num_key_value_heads=2, head_dim=16, intermediate_size=128,
+                                        sliding_window=16, query_pre_attn_scalar=16)),
+    "tiny-gpt2": ("gpt2", dict(n_embd=64, n_layer=3, n_head=4)),
+}
+BUILTIN_MODELS = tuple(BUILTIN_PREFIX + name for name in _TINY_CONFIGS)
+
+
+class ModelUnavailableError(RuntimeError):
+    """A configured model is not in the local cache and may not be downloaded here."""
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """Attention geometry read from a loaded model's config (never hard-coded)."""
+
+    n_layers: int
+    n_heads: int
+    head_dim: int
+
+    @property
+    def n_total_heads(self) -> int:
+        return self.n_layers * self.n_heads
+
+
+def is_builtin(hf_id: str) -> bool:
+    return hf_id.startswith(BUILTIN_PREFIX)
+
+
+@contextlib.contextmanager
+def hub_mode(offline: bool):
+    """Temporarily force the Hugging Face hub offline (or allow it) through its environment flags."""
+    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {k: os.environ.get(k) for k in keys}
+    for k in keys:
+        os.environ[k] = "1" if offline else "0"
+    try:
+        import huggingface_hub.constants as hc
+
+        saved_const = hc.HF_HUB_OFFLINE
+        hc.HF_HUB_OFFLINE = offline
+    except (ImportError, AttributeError):  # pragma: no cover - very old huggingface_hub
+        hc, saved_const = None, None
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if hc is not None:
+            hc.HF_HUB_OFFLINE = saved_const
+
+
+def build_byte_tokenizer():
+    """A byte-level tokenizer built locally: 256 byte tokens plus ``<|endoftext|>`` and ``<|pad|>``.
+
+    It needs no training data and no download, round-trips any UTF-8 text exactly, and is
+    deterministic, which is all the offline tiny models need.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(list(SPECIAL_TOKENS))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        eos_token=SPECIAL_TOKENS[0],
+        bos_token=SPECIAL_TOKENS[0],
+        pad_token=SPECIAL_TOKENS[1],
+        padding_side="left",
+    )
+
+
+def builtin_config(name: str, vocab_size: int):
+    """The transformers config of a built-in tiny model."""
+    from transformers import AutoConfig
+
+    key = name[len(BUILTIN_PREFIX):] if is_builtin(name) else name
+    if key not in _TINY_CONFIGS:
+        raise ValueError(f"unknown built-in model {name!r}; choose one of {', '.join(BUILTIN_MODELS)}")
+    model_type, kwargs = _TINY_CONFIGS[key]
+    extra = dict(vocab_size=vocab_size, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 2,
+                 pad_token_id=vocab_size - 1)
+    if model_type == "gpt2":
+        extra["n_positions"] = 1024
+    else:
+        extra["max_position_embeddings"] = 1024
+    return AutoConfig.for_model(model_type, **kwargs, **extra)
+
+
+def _source(spec: dict) -> tuple[str, dict]:
+    """Where a hub model is read from: its local path, or its id plus revision and cache dir."""
+    if spec.get("local_path"):
+        return spec["local_path"], {}
+    kw = {}
+    if spec.get("revision"):
+        kw["revision"] = spec["revision"]
+    if spec.get("cache_dir"):
+        kw["cache_dir"] = spec["cache_dir"]
+    return spec["hf_id"], kw
+
+
+def _describe(spec: dict) -> str:
+    rev = f" (revision {spec['revision']})" if spec.get("revision") else ""
+    return f"{spec.get('local_path') or spec['hf_id']}{rev}"
+
+
+def _unavailable(spec: dict, err: Exception) -> ModelUnavailableError:
+    if spec.get("local_path"):
+        hint = (f"local_path {spec['local_path']!r} is not a loadable Hugging Face causal LM "
+                "directory (it needs config.json, weights and tokenizer files)")
+    else:
+        hint = ("it is not in the local cache and this step never downloads. Pre-download it where "
+                "the network is (e.g. the login node): `snakemake download_models --cores 1 "
+                "[--configfile ...]`, or `huggingface-cli download "
+                f"{spec['hf_id']}" + (f" --revision {spec['revision']}" if spec.get("revision") else "")
+                + "` with the same HF_HOME/cache_dir")
+    return ModelUnavailableError(f"model {_describe(spec)}: {hint}. ({type(err).__name__}: {err})")
+
+
+def load_tokenizer(spec: dict, allow_download: bool = False):
+    """The tokenizer of a model spec, left-padding, with a pad token (EOS if it has none)."""
+    if is_builtin(spec["hf_id"]):
+        return build_byte_tokenizer()
+    from transformers import AutoTokenizer
+
+    src, kw = _source(spec)
+    try:
+        with hub_mode(offline=not allow_download):
+            tok = AutoTokenizer.from_pretrained(src, **kw)
+    except (OSError, ValueError) as err:
+        raise _unavailable(spec, err) from err
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: dict, allow_download: bool = False, device: str | torch.device = "cpu"):
+    """Load the model of a spec in eval mode.
+
+    ``init: random`` keeps the architecture (the config of ``hf_id``/``revision``) and draws fresh
+    weights with ``torch.manual_seed(seed)``: the paper's randomly initialised baseline.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = DTYPES[spec.get("dtype", "float32")]
+    seed = int(spec.get("seed", 0))
+    if is_builtin(spec["hf_id"]):
+        vocab = len(build_byte_tokenizer())
+        config = builtin_config(spec["hf_id"], vocab)
+        model = _from_config(config, seed)
+    else:
+        src, kw = _source(spec)
+        try:
+            with hub_mode(offline=not allow_download):
+                if spec.get("init", "pretrained") == "random":
+                    config = AutoConfig.from_pretrained(src, **kw)
+                    model = _from_config(config, seed)
+                else:
+                    model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
+        except (OSError, ValueError) as err:
+            raise _unavailable(spec, err) from err
+    model = model.to(device=device, dtype=dtype)
+    model.eval()
+    return model
+
+
+def _from_config(config, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def download(spec: dict) -> None:
+    """Fetch a hub model's weights, config and tokenizer into the cache (network needed)."""
+    if is_builtin(spec["hf_id"]) or spec.get("local_path"):
+        return
+    from huggingface_hub import snapshot_download
+
+    src, kw = _source(spec)
+    with hub_mode(offline=False):
+        snapshot_download(repo_id=src, **kw)

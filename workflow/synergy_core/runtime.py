@@ -1,0 +1,60 @@
+"""What every rule script does first: log to the rule's log file, cap threads, keep the hub offline.
+
+Thread policy: a job may use exactly the ``threads`` Snakemake gave it. torch's intra-op pool and
+every BLAS/OpenMP pool (through threadpoolctl) are capped to that number, and the usual
+environment variables (OMP_NUM_THREADS, MKL_NUM_THREADS, OPENBLAS_NUM_THREADS, ...) are set for any
+child process. Without this, numpy on a 64-core node starts 64 BLAS threads per worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                   "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+_limits = None  # keeps the threadpoolctl limiter alive for the life of the process
+
+
+def limit_threads(n: int, uses_torch: bool = False) -> None:
+    """Cap BLAS and OpenMP thread pools of this process (and its children), and torch's
+    when ``uses_torch``, to ``n``."""
+    global _limits
+    n = max(1, int(n))
+    for var in THREAD_ENV_VARS:
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        _limits = threadpool_limits(limits=n)
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+    if uses_torch or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(n)
+
+
+def start_rule(snakemake, uses_torch: bool = False, offline: bool = True) -> logging.Logger:
+    """Set up a rule script: logging (and stderr) to the rule's log, threads, hub offline."""
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if snakemake.log:
+        stream = open(snakemake.log[0], "a", buffering=1, encoding="utf-8")
+        sys.stderr = stream
+        handler = logging.StreamHandler(stream)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    limit_threads(snakemake.threads, uses_torch)
+    log = logging.getLogger(f"synergy_core.rule.{snakemake.rule}")
+    log.info("rule %s, wildcards %s, threads %d", snakemake.rule, dict(snakemake.wildcards),
+             snakemake.threads)
+    return log
