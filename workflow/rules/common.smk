@@ -1,26 +1,20 @@
 # Shared set-up: config validation (fails at parse time naming the key), wildcards, paths, and
 # code hashes that make a rule stale when the package code it runs changes.
 import hashlib
-import os
 import sys
 from pathlib import Path
 
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
-# Rule scripts and cluster jobs import synergy_core from this checkout even when the package
-# was not pip-installed.
 sys.path.insert(0, str(WORKFLOW_DIR))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(WORKFLOW_DIR)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-)
 
-from synergy_core.config import ConfigError, load_yaml_strict, model_spec, validate_config
+from synergy_core.config import export_environment, load_yaml_strict, model_spec, validate_config
 
 for _path in workflow.overwrite_configfiles or workflow.configfiles:
     load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
 validate_config(config, WORKFLOW_DIR / "schemas" / "config.schema.yaml")
 
-if config["hf_home"]:
-    os.environ["HF_HOME"] = str(Path(config["hf_home"]).resolve())
+# Jobs (local, conda or SLURM) import synergy_core from this checkout and share the model cache.
+export_environment(config, WORKFLOW_DIR)
 
 MODELS = list(config["models"])
 RESULTS = "results"

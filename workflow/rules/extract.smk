@@ -18,5 +18,7 @@ rule extract_activations:
         f"{RESULTS}/logs/extract_activations/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/extract_activations/{{model}}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/extract_activations.py"

@@ -12,5 +12,7 @@ rule download_models:
         specs=[model_spec(config, m) for m in MODELS],
     log:
         f"{RESULTS}/logs/download_models.log",
+    conda:
+        "../../envs/torch.yaml"
     script:
         "../scripts/download_models.py"

@@ -8,6 +8,7 @@ Snakefile is parsed, before any job runs.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import jsonschema
@@ -133,6 +134,15 @@ def _builtin_heads(hf_id: str) -> int:
     n_layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
     n_heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
     return n_layers * n_heads
+
+
+def export_environment(config: dict, workflow_dir: str | Path) -> None:
+    """Environment every job inherits: this checkout's package on PYTHONPATH (jobs work without
+    a pip install, also in conda envs and on SLURM nodes) and HF_HOME from ``hf_home``."""
+    paths = [str(workflow_dir)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    if config.get("hf_home"):
+        os.environ["HF_HOME"] = str(Path(config["hf_home"]).resolve())
 
 
 def model_spec(config: dict, name: str) -> dict:

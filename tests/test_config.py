@@ -1,0 +1,81 @@
+"""Bad configuration fails at validation time with a message naming the offending key."""
+import copy
+
+import pytest
+import yaml
+
+from synergy_core.config import ConfigError, load_yaml_strict, validate_config
+
+
+@pytest.fixture
+def demo(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    with open(repo / "config/demo.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+def test_demo_and_paper_configs_are_valid_and_defaults_filled(repo, demo):
+    cfg = validate_config(copy.deepcopy(demo))
+    assert cfg["phiid"]["redundancy"] == "MMI" and cfg["phiid"]["block_pairs"] == 20000
+    assert cfg["models"]["tiny-neox"]["dtype"] == "float32"
+    assert cfg["hf_home"] is None
+    paper = validate_config(load_yaml_strict(repo / "config/config.yaml"))
+    assert paper["models"]["pythia-1b"]["hf_id"] == "EleutherAI/pythia-1b"
+    assert paper["generation"]["num_tokens"] == 100
+
+
+def test_empty_config_gets_the_paper_defaults(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    cfg = validate_config({})
+    assert cfg["models"] == {"pythia-1b": {"hf_id": "EleutherAI/pythia-1b", "revision": None,
+                                           "init": "pretrained", "seed": 0, "dtype": "float32",
+                                           "local_path": None}}
+    assert cfg["phiid"]["tau"] == 1 and cfg["generation"]["num_tokens"] == 100
+
+
+BAD = [
+    ({"bogus": 1}, r"config key \(top level\): Additional properties .*'bogus'"),
+    ({"phiid": {"n_chunk": 2}}, r"config key phiid: Additional properties .*'n_chunk'"),
+    ({"generation": {"num_tokens": "many"}}, r"config key generation.num_tokens: 'many' is not of type 'integer'"),
+    ({"generation": {"num_tokens": 0}}, r"config key generation.num_tokens: 0 is less than the minimum of 1"),
+    ({"generation": {"num_tokens": -5}}, r"config key generation.num_tokens: -5 is less than"),
+    ({"phiid": {"tau": 0}}, r"config key phiid.tau: 0 is less than the minimum of 1"),
+    ({"phiid": {"tau": 36}}, r"config key phiid.tau: 36 leaves fewer than 5 samples .* tau <= 35"),
+    ({"phiid": {"n_chunks": 0}}, r"config key phiid.n_chunks: 0 is less than the minimum of 1"),
+    ({"phiid": {"n_chunks": 277}}, r"config key phiid.n_chunks: 277 chunks for 276 head pairs"),
+    ({"phiid": {"redundancy": "CCS"}}, r"config key phiid.redundancy: 'CCS' is not one of \['MMI'\]"),
+    ({"phiid": {"aggregation": "mean"}}, r"config key phiid.aggregation: 'mean' is not one of"),
+    ({"phiid": {"backend": "jax"}}, r"config key phiid.backend: 'jax' is not one of"),
+    ({"prompts": {"categories": []}}, r"config key prompts.categories"),
+    ({"prompts": {"first_k": 0}}, r"config key prompts.first_k: 0 is less than the minimum of 1"),
+    ({"prompts": {"file": "nope.tsv"}}, r"config key prompts.file: nope.tsv does not exist"),
+    ({"models": {}}, r"config key models: \{\} should be non-empty"),
+    ({"models": {"bad name!": {"hf_id": "x/y"}}}, r"config key models: 'bad name!' does not match"),
+    ({"models": {"m": {"init": "random"}}}, r"config key models.m: 'hf_id' is a required property"),
+    ({"models": {"m": {"hf_id": "x/y", "init": "trained"}}}, r"config key models.m.init: 'trained' is not one of"),
+    ({"models": {"m": {"hf_id": "meta-llama/Llama-3.2-1B", "revision": "step1000"}}},
+     r"config key models.m.revision: training-checkpoint revisions are only defined for EleutherAI/pythia"),
+    ({"models": {"m": {"hf_id": "builtin:tiny-bert"}}}, r"config key models.m.hf_id: unknown built-in model"),
+    ({"models": {"m": {"hf_id": "x/y", "local_path": "/does/not/exist"}}},
+     r"config key models.m.local_path: /does/not/exist is not a Hugging Face model directory"),
+    ({"generation": {"device": "tpu"}}, r"config key generation.device: 'tpu' does not match"),
+]
+
+
+@pytest.mark.parametrize("change,message", BAD, ids=[m[:40] for _, m in BAD])
+def test_bad_values_are_rejected_naming_the_key(demo, change, message):
+    cfg = copy.deepcopy(demo)
+    for section, value in change.items():
+        if isinstance(value, dict) and isinstance(cfg.get(section), dict) and section != "models":
+            cfg[section].update(value)
+        else:
+            cfg[section] = value
+    with pytest.raises(ConfigError, match=message):
+        validate_config(cfg)
+
+
+def test_duplicate_model_names_are_refused(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("models:\n  a:\n    hf_id: builtin:tiny-gpt-neox\n  a:\n    hf_id: builtin:tiny-llama\n")
+    with pytest.raises(ConfigError, match="config key 'a' appears twice .*line 4"):
+        load_yaml_strict(path)
