@@ -15,6 +15,7 @@ if not workflow.overwrite_configfiles:
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/extract.smk"
+include: "workflow/rules/phiid.smk"
 
 
 rule all:

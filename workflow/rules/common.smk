@@ -22,12 +22,13 @@ RESULTS = "results"
 
 wildcard_constraints:
     model="|".join(MODELS),
+    chunk=r"\d+",
 
 
 def code_hash(*modules):
     """Hash of package modules a rule runs (Snakemake does not track a script's imports)."""
     digest = hashlib.sha256()
-    for name in sorted(set(modules) | {"io", "runtime"}):
+    for name in sorted(set(modules) | {"io", "runtime", "pipeline"}):
         digest.update((WORKFLOW_DIR / "synergy_core" / f"{name}.py").read_bytes())
     return digest.hexdigest()[:12]
 
@@ -36,5 +37,12 @@ def spec_of(wildcards):
     return model_spec(config, wildcards.model)
 
 
+def phiid_chunks(wildcards):
+    return expand(
+        f"{RESULTS}/{wildcards.model}/phiid/chunks/chunk_{{chunk}}.npz",
+        chunk=range(config["phiid"]["n_chunks"]),
+    )
+
+
 def all_outputs():
-    return expand(f"{RESULTS}/{{model}}/activations.npz", model=MODELS)
+    return expand(f"{RESULTS}/{{model}}/phiid/phiid.npz", model=MODELS)

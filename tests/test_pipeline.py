@@ -1,0 +1,120 @@
+"""Stage functions on files: sharding invariance, backend invariance, integrity checks."""
+import numpy as np
+import pytest
+
+from synergy_core import phiid
+from synergy_core.io import CorruptOutputError, load_arrays, save_arrays
+from synergy_core.pipeline import compute_phiid_chunk, merge_phiid_chunks
+
+CFG = dict(tau=1, redundancy="MMI", aggregation="per_prompt", backend="closed_form", n_chunks=1,
+           block_pairs=7)
+
+
+def _fake_activations(path, n_prompts=3, n_heads=7, n_steps=30, seed=0, dead_head=None):
+    rng = np.random.default_rng(seed)
+    acts = np.exp(0.3 * rng.standard_normal((n_prompts, n_heads, n_steps)).cumsum(-1))
+    if dead_head is not None:
+        acts[:, dead_head] = 1.0
+    labels = [f"L{h // 2}H{h % 2}" for h in range(n_heads)]
+    save_arrays(path, {"config_hash": f"acts-{seed}"}, acts=acts.astype(np.float32),
+                head_labels=np.array(labels), prompt_ids=np.array([f"p{i}" for i in range(n_prompts)]),
+                categories=np.array(["c"] * n_prompts), layer=np.arange(n_heads) // 2,
+                head=np.arange(n_heads) % 2)
+    return acts
+
+
+def _run(tmp_path, n_chunks, backend="closed_form", tag="", **kw):
+    acts_path = tmp_path / "acts.npz"
+    if not acts_path.exists():
+        _fake_activations(acts_path, **kw)
+    cfg = dict(CFG, n_chunks=n_chunks, backend=backend)
+    chunks = [tmp_path / f"c{tag}{n_chunks}_{k}.npz" for k in range(n_chunks)]
+    for k, c in enumerate(chunks):
+        compute_phiid_chunk(acts_path, c, k, cfg)
+    out = tmp_path / f"merged{tag}{n_chunks}.npz"
+    merge_phiid_chunks(acts_path, chunks, out, cfg)
+    return load_arrays(out)[0], chunks, cfg
+
+
+def test_merged_numbers_do_not_depend_on_n_chunks(tmp_path):
+    one, _, _ = _run(tmp_path, 1)
+    for n in (2, 5, 21):
+        many, _, _ = _run(tmp_path, n)
+        for key in ("atoms", "per_prompt_sts", "per_prompt_rtr", "nan_count", "pairs"):
+            np.testing.assert_array_equal(one[key], many[key], err_msg=f"{key}, n_chunks={n}")
+
+
+def test_merged_matrices_match_single_pair_phiid(tmp_path):
+    merged, _, _ = _run(tmp_path, 3)
+    acts = load_arrays(tmp_path / "acts.npz")[0]["acts"].astype(np.float64)
+    names = list(merged["atom_names"])
+    for i, j in [(0, 1), (2, 6), (5, 3)]:
+        per_prompt = [phiid.phiid_pair(acts[p, i], acts[p, j]) for p in range(acts.shape[0])]
+        for name in ("sts", "rtr", "rtx", "xty", "stx"):
+            want = np.mean([d[name] for d in per_prompt])
+            np.testing.assert_allclose(merged["atoms"][names.index(name), i, j], want, atol=1e-12)
+    sts = merged["atoms"][names.index("sts")]
+    np.testing.assert_allclose(sts, sts.T, equal_nan=True)
+    assert np.all(np.isnan(np.diag(sts)))
+
+
+def test_phyid_backend_gives_the_same_merged_numbers(tmp_path):
+    pytest.importorskip("phyid", reason="phyid (the reference library) is not installed")
+    ours, _, _ = _run(tmp_path, 2)
+    ref, _, _ = _run(tmp_path, 3, backend="phyid", tag="ref")
+    np.testing.assert_allclose(ours["atoms"], ref["atoms"], atol=1e-9, equal_nan=True)
+    np.testing.assert_array_equal(ours["nan_count"], ref["nan_count"])
+
+
+def test_dead_head_gives_counted_nan_never_zero(tmp_path):
+    merged, _, _ = _run(tmp_path, 2, dead_head=4)
+    sts = merged["atoms"][list(merged["atom_names"]).index("sts")]
+    assert np.all(np.isnan(np.delete(sts[4], 4)))
+    assert np.isfinite(sts[0, 1])
+    assert merged["per_head_nan"][4] == 6 * 3  # 6 partners x 3 prompts
+    assert merged["per_head_nan"][0] == 3
+
+
+def test_truncated_chunk_is_detected_and_named(tmp_path):
+    _, chunks, cfg = _run(tmp_path, 2)
+    data = chunks[1].read_bytes()
+    chunks[1].write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptOutputError, match=f"{chunks[1].name}: unreadable or truncated"):
+        merge_phiid_chunks(tmp_path / "acts.npz", chunks, tmp_path / "m.npz", cfg)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_chunk_from_other_activations_is_detected(tmp_path):
+    _, chunks, cfg = _run(tmp_path, 2)
+    _fake_activations(tmp_path / "acts.npz", seed=1)  # activations changed, chunks are stale
+    with pytest.raises(CorruptOutputError, match="made for activations_hash = 'acts-0'"):
+        merge_phiid_chunks(tmp_path / "acts.npz", chunks, tmp_path / "m.npz", cfg)
+
+
+def test_chunk_from_other_settings_is_detected(tmp_path):
+    _, chunks, cfg = _run(tmp_path, 2)
+    with pytest.raises(CorruptOutputError, match="made for settings"):
+        merge_phiid_chunks(tmp_path / "acts.npz", chunks, tmp_path / "m.npz", dict(cfg, tau=2))
+
+
+def test_missing_or_duplicated_pairs_are_detected(tmp_path):
+    _, chunks, cfg = _run(tmp_path, 3)
+    with pytest.raises(CorruptOutputError, match="n_chunks"):
+        merge_phiid_chunks(tmp_path / "acts.npz", chunks[:2], tmp_path / "m.npz", cfg)
+    parts = [phiid.phiid_all_pairs(np.random.default_rng(0).random((2, 5, 20)), pair_start=a, pair_stop=b)
+             for a, b in [(0, 4), (3, 10)]]
+    with pytest.raises(ValueError, match="exactly once: 0 missing, 1 duplicated"):
+        phiid.merge_chunks(parts, 5)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    class Boom(Exception):
+        pass
+
+    class Exploding:
+        def __array__(self, *a, **k):
+            raise Boom
+
+    with pytest.raises(Boom):
+        save_arrays(tmp_path / "x.npz", {}, a=np.zeros(3), b=Exploding())
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,117 @@
+"""Iterative head ablation and its behavioural divergence (KL) on the unablated model's tokens.
+
+For a set S of zeroed heads and prompt p, the divergence is the mean over the generated
+positions t of ``KL(p_full(x_t | x_<t) || p_S(x_t | x_<t))`` over the whole vocabulary, both
+distributions from teacher-forced passes over the unablated model's prompt + generated tokens.
+
+Batching: one forward pass carries rows for several (head mask, prompt) combinations; every
+forward pass has the same shape (the last group of masks is padded with the all-heads mask), and
+the reference distribution is taken from the all-heads rows of such a pass. Rows of a batch are
+computed independently, so the divergence at 0 heads removed is exactly 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+
+from .extract import teacher_forced_batch
+from .hooks import HeadHooks
+
+log = logging.getLogger(__name__)
+
+
+def removal_counts(n_heads: int, max_fraction: float = 1.0, step: int = 1) -> np.ndarray:
+    """Numbers of removed heads evaluated: 0, step, 2*step, ... up to floor(max_fraction * H),
+    always including that last count."""
+    last = int(np.floor(max_fraction * n_heads + 1e-9))
+    counts = list(range(0, last + 1, step))
+    if counts[-1] != last:
+        counts.append(last)
+    return np.array(counts)
+
+
+def ablation_orders(syn_red: np.ndarray, n_random: int, seed: int = 0) -> list[tuple[str, int, np.ndarray]]:
+    """Head orders ``(name, seed, order)``: synergistic-first (descending syn_red), redundant-first
+    (ascending), and ``n_random`` random permutations (seeds ``seed .. seed + n_random - 1``).
+
+    Ties and NaN syn_red are broken deterministically by head index; NaN heads go last in both
+    ranked orders (they carry no evidence either way).
+    """
+    h = len(syn_red)
+    key = np.where(np.isnan(syn_red), -np.inf, syn_red)
+    syn_first = np.lexsort((np.arange(h), -key))
+    key_red = np.where(np.isnan(syn_red), np.inf, syn_red)
+    red_first = np.lexsort((np.arange(h), key_red))
+    orders = [("synergistic_first", -1, syn_first), ("redundant_first", -1, red_first)]
+    for k in range(n_random):
+        rng = np.random.default_rng([seed, k])
+        orders.append(("random", seed + k, rng.permutation(h)))
+    return orders
+
+
+def masks_for_orders(orders, counts: np.ndarray, n_layers: int, n_heads: int):
+    """Unique keep-masks ``[M, n_layers, n_heads]`` (index 0 = all heads kept) and, per order,
+    the index of each count's mask."""
+    unique: dict[bytes, int] = {}
+    masks = []
+    index = np.empty((len(orders), len(counts)), dtype=np.int64)
+
+    def add(mask):
+        key = mask.tobytes()
+        if key not in unique:
+            unique[key] = len(masks)
+            masks.append(mask)
+        return unique[key]
+
+    add(np.ones(n_layers * n_heads, dtype=np.float32))
+    for i, (_, _, order) in enumerate(orders):
+        for j, k in enumerate(counts):
+            mask = np.ones(n_layers * n_heads, dtype=np.float32)
+            mask[order[:k]] = 0
+            index[i, j] = add(mask)
+    return np.stack(masks).reshape(-1, n_layers, n_heads), index
+
+
+@torch.no_grad()
+def kl_for_masks(model, hooks: HeadHooks, prompt_ids: list[list[int]], tokens: np.ndarray,
+                 masks: np.ndarray, pad_id: int, prompt_batch: int = 4, mask_group: int = 8,
+                 device="cpu") -> np.ndarray:
+    """Mean-over-positions KL divergence per (mask, prompt): float64 ``[M, prompts]``.
+
+    ``masks[0]`` must keep every head (it yields the reference distribution). Log-softmax and
+    KL are computed in float32 whatever the model dtype. Each forward pass has
+    ``prompt_batch * mask_group`` rows.
+    """
+    if not np.all(masks[0] == 1):
+        raise ValueError("masks[0] must keep every head (it is the reference)")
+    n_masks, n_prompts = len(masks), len(prompt_ids)
+    num_tokens = tokens.shape[1]
+    out = np.empty((n_masks, n_prompts), dtype=np.float64)
+    masks_t = torch.as_tensor(masks, dtype=torch.float32, device=device)
+    groups = [list(range(g, min(g + mask_group, n_masks))) for g in range(0, n_masks, mask_group)]
+    start = time.perf_counter()
+    for p0 in range(0, n_prompts, prompt_batch):
+        rows = slice(p0, min(n_prompts, p0 + prompt_batch))
+        ids, attn, pos = teacher_forced_batch(prompt_ids[rows], tokens[rows], pad_id, device)
+        n_p = ids.shape[0]
+        ids, attn, pos = (t.repeat(mask_group, 1) for t in (ids, attn, pos))
+        ref = None
+        for group in groups:
+            padded = group + [0] * (mask_group - len(group))
+            hooks.mask = masks_t[padded].repeat_interleave(n_p, dim=0)  # row = g * n_p + prompt
+            logits = model(input_ids=ids, attention_mask=attn, position_ids=pos,
+                           logits_to_keep=num_tokens).logits[:, -num_tokens:]
+            logp = torch.log_softmax(logits.float(), dim=-1).view(mask_group, n_p, num_tokens, -1)
+            if ref is None:  # group 0 holds mask 0 in its first slot
+                ref = logp[0].clone()
+                p_ref = ref.exp()
+            kl = (p_ref * (ref - logp)).sum(-1).mean(-1)  # [mask_group, n_p]
+            out[group, rows] = kl[: len(group)].double().cpu().numpy()
+        hooks.mask = None
+        log.info("ablation: prompts %d-%d of %d, %d masks, %.1f s", p0 + 1, rows.stop, n_prompts,
+                 n_masks, time.perf_counter() - start)
+    return out

@@ -1,0 +1,88 @@
+"""Per-head synergy and redundancy, their rank difference, and the layer profile.
+
+Conventions (the paper's): a head's synergy is the mean sts over all pairs that include it, its
+redundancy the mean rtr (NaN cells skipped). Ranks are ascending with ties averaged (rank 1 = the
+smallest value), so ``syn_red = synergy_rank - redundancy_rank`` is large for heads that are more
+synergistic than redundant; it is min-max normalised to [0, 1] (1 = most synergistic).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def per_head_means(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each row of a symmetric ``[H, H]`` pair matrix over its off-diagonal, non-NaN
+    entries, and the count of NaN off-diagonal entries per row. All-NaN rows give NaN."""
+    m = np.array(matrix, dtype=float, copy=True)
+    np.fill_diagonal(m, np.nan)
+    off = ~np.eye(len(m), dtype=bool)
+    nan_count = (np.isnan(m) & off).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(m, axis=1), nan_count
+
+
+def rank_difference(synergy: np.ndarray, redundancy: np.ndarray) -> dict[str, np.ndarray]:
+    """Average-tie ascending ranks, their difference, and its min-max normalisation.
+
+    Heads whose synergy or redundancy is NaN get NaN ranks and are left out of the others'
+    ranking. A constant difference (all heads equal) cannot be normalised and gives NaN.
+    """
+    syn_rank = stats.rankdata(synergy, method="average", nan_policy="omit")
+    red_rank = stats.rankdata(redundancy, method="average", nan_policy="omit")
+    bad = np.isnan(synergy) | np.isnan(redundancy)
+    if bad.any():  # rank only heads valid in both, so the two rankings cover the same heads
+        syn_rank = np.full(len(synergy), np.nan)
+        red_rank = np.full(len(synergy), np.nan)
+        syn_rank[~bad] = stats.rankdata(synergy[~bad], method="average")
+        red_rank[~bad] = stats.rankdata(redundancy[~bad], method="average")
+    diff = syn_rank - red_rank
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanmin(diff) if (~bad).any() else np.nan, np.nanmax(diff) if (~bad).any() else np.nan
+    norm = (diff - lo) / (hi - lo) if hi > lo else np.full(len(diff), np.nan)
+    return {"synergy_rank": syn_rank, "redundancy_rank": red_rank, "rank_diff": diff, "syn_red": norm}
+
+
+def rank_heads(sts: np.ndarray, rtr: np.ndarray, n_layers: int, n_heads: int,
+               labels: list[str] | None = None) -> pd.DataFrame:
+    """The ranking table from the merged ``[H, H]`` sts and rtr matrices (heads layer-major)."""
+    synergy, nan_sts = per_head_means(sts)
+    redundancy, nan_rtr = per_head_means(rtr)
+    ranks = rank_difference(synergy, redundancy)
+    layer = np.repeat(np.arange(n_layers), n_heads)
+    head = np.tile(np.arange(n_heads), n_layers)
+    depth = layer / (n_layers - 1) if n_layers > 1 else np.zeros_like(layer, dtype=float)
+    return pd.DataFrame({
+        "head_label": labels if labels is not None else [f"L{l}H{h}" for l, h in zip(layer, head)],
+        "layer": layer, "head": head, "depth": depth,
+        "synergy": synergy, "redundancy": redundancy, **ranks,
+        "nan_pairs": np.maximum(nan_sts, nan_rtr),
+    })
+
+
+def layer_profile(table: pd.DataFrame, column: str = "syn_red") -> pd.DataFrame:
+    """Mean (and std, count) of ``column`` per layer, with normalised depth."""
+    g = table.groupby("layer", sort=True)
+    out = g.agg(depth=("depth", "first"), mean=(column, "mean"), std=(column, "std"),
+                n_heads=(column, "count")).reset_index()
+    return out.rename(columns={"mean": f"{column}_mean", "std": f"{column}_std"})
+
+
+def synergy_redundancy_correlation(table: pd.DataFrame) -> dict[str, float]:
+    """Spearman and Pearson correlation of per-head synergy vs redundancy (NaN heads dropped).
+
+    Published reproductions found 0.8-0.9 on real models: the rank difference then rests on a
+    small residual, which users should see next to every profile.
+    """
+    ok = table[["synergy", "redundancy"]].dropna()
+    if len(ok) < 3:
+        return {"spearman": np.nan, "pearson": np.nan, "n_heads": len(ok)}
+    return {"spearman": float(stats.spearmanr(ok.synergy, ok.redundancy).statistic),
+            "pearson": float(stats.pearsonr(ok.synergy, ok.redundancy).statistic),
+            "n_heads": len(ok)}
