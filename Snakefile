@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # The paper configuration, unless --configfile names another. (Snakemake would otherwise merge the
 # two, so the demo would also inherit the paper's models.)
 if not workflow.overwrite_configfiles:
@@ -16,6 +19,9 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/phiid.smk"
+include: "workflow/rules/rank.smk"
+include: "workflow/rules/ablate.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:

@@ -7,7 +7,7 @@ from pathlib import Path
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
 
-from synergy_core.config import export_environment, load_yaml_strict, model_spec, validate_config
+from synergy_core.config import ablated_models, export_environment, load_yaml_strict, model_spec, validate_config
 
 for _path in workflow.overwrite_configfiles or workflow.configfiles:
     load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
@@ -45,4 +45,10 @@ def phiid_chunks(wildcards):
 
 
 def all_outputs():
-    return expand(f"{RESULTS}/{{model}}/phiid/phiid.npz", model=MODELS)
+    """Every final output: per-model figures and tables, ablation where configured, Fig 2c."""
+    ablated = ablated_models(config)
+    return (
+        expand(f"{RESULTS}/{{model}}/figures/fig2b_syn_red.png", model=MODELS)
+        + expand(f"{RESULTS}/{{model}}/figures/fig4a_ablation.png", model=ablated)
+        + [f"{RESULTS}/figures/fig2c_layer_profiles.png"]
+    )

@@ -115,3 +115,52 @@ def kl_for_masks(model, hooks: HeadHooks, prompt_ids: list[list[int]], tokens: n
         log.info("ablation: prompts %d-%d of %d, %d masks, %.1f s", p0 + 1, rows.stop, n_prompts,
                  n_masks, time.perf_counter() - start)
     return out
+
+
+def summarise_curves(long):
+    """Mean curve per order: ``order, n_removed, fraction_removed, kl_mean, kl_std, n``.
+
+    Ranked orders: mean over prompts, std over prompts. Random: each seed's prompt-mean curve
+    first, then mean and std over seeds (the spread of random orders, as in the paper).
+    """
+    per_seed = (long.groupby(["order", "seed", "n_removed", "fraction_removed"], as_index=False)
+                .kl.mean())
+    ranked = long[long.order != "random"].groupby(
+        ["order", "n_removed", "fraction_removed"], as_index=False).kl.agg(["mean", "std", "count"])
+    rand = per_seed[per_seed.order == "random"].groupby(
+        ["order", "n_removed", "fraction_removed"], as_index=False).kl.agg(["mean", "std", "count"])
+    import pandas as pd
+
+    out = pd.concat([ranked, rand], ignore_index=True)
+    return out.rename(columns={"mean": "kl_mean", "std": "kl_std", "count": "n"})
+
+
+def curve_auc(fraction: np.ndarray, kl: np.ndarray) -> float:
+    """Area under a KL curve over the fraction of heads removed (trapezoid rule), nats."""
+    order = np.argsort(fraction)
+    return float(np.trapezoid(np.asarray(kl)[order], np.asarray(fraction)[order]))
+
+
+def auc_table(long):
+    """Area under each order's prompt-mean curve, and the ratios to the mean random AUC.
+
+    One row per order (random: mean and std over seeds) with ``auc``, ``auc_std``,
+    ``ratio_to_random`` (NaN when there are no random orders).
+    """
+    import pandas as pd
+
+    per_seed = (long.groupby(["order", "seed", "fraction_removed"], as_index=False).kl.mean())
+    aucs = (per_seed.groupby(["order", "seed"])
+            .apply(lambda g: curve_auc(g.fraction_removed.to_numpy(), g.kl.to_numpy()),
+                   include_groups=False)
+            .rename("auc").reset_index())
+    rows = []
+    for order, g in aucs.groupby("order", sort=False):
+        rows.append(dict(order=order, auc=g.auc.mean(),
+                         auc_std=g.auc.std() if len(g) > 1 else np.nan, n_orders=len(g)))
+    out = pd.DataFrame(rows)
+    random_auc = out.loc[out.order == "random", "auc"]
+    ref = float(random_auc.iloc[0]) if len(random_auc) else np.nan
+    out["ratio_to_random"] = out.auc / ref if ref and np.isfinite(ref) else np.nan
+    order_rank = {"synergistic_first": 0, "redundant_first": 1, "random": 2}
+    return out.sort_values("order", key=lambda s: s.map(order_rank)).reset_index(drop=True)

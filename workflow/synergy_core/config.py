@@ -100,6 +100,10 @@ def _check_semantics(config: dict) -> None:
     prompts_file = Path(config["prompts"]["file"])
     if not prompts_file.is_file():
         raise ConfigError(f"config key prompts.file: {prompts_file} does not exist")
+    unknown = sorted(set(config["ablation"]["models"] or ()) - set(config["models"]))
+    if unknown:
+        raise ConfigError(f"config key ablation.models: {unknown} are not configured models "
+                          f"(configured: {sorted(config['models'])})")
     for name, spec in config["models"].items():
         where = f"config key models.{name}"
         if is_builtin(spec["hf_id"]):
@@ -143,6 +147,16 @@ def export_environment(config: dict, workflow_dir: str | Path) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     if config.get("hf_home"):
         os.environ["HF_HOME"] = str(Path(config["hf_home"]).resolve())
+
+
+def ablated_models(config: dict) -> list[str]:
+    """Models the ablation stage runs on: ``ablation.models``, or every pretrained model."""
+    if not config["ablation"]["enabled"]:
+        return []
+    chosen = config["ablation"]["models"]
+    if chosen is None:
+        return [m for m, spec in config["models"].items() if spec["init"] == "pretrained"]
+    return list(chosen)
 
 
 def model_spec(config: dict, name: str) -> dict:

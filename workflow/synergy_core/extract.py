@@ -169,6 +169,18 @@ def teacher_forced_norms(model, hooks: HeadHooks, prompt_ids: list[list[int]], t
     return out
 
 
+def pad_ragged(seqs: list[list[int]], fill: int = -1) -> np.ndarray:
+    """Ragged token lists as one int64 array ``[n, max_len]``, right-filled with ``fill``."""
+    out = np.full((len(seqs), max(len(s) for s in seqs)), fill, dtype=np.int64)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+def unpad_ragged(arr: np.ndarray, fill: int = -1) -> list[list[int]]:
+    return [row[row != fill].tolist() for row in arr]
+
+
 def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -210,6 +222,7 @@ def extract_activations(spec: dict, prompts, num_tokens: int, batch_size: int = 
     arrays = dict(
         acts=gen.norms, tokens=gen.tokens, natural_length=gen.natural_length,
         prompt_lengths=np.array([len(i) for i in ids], dtype=np.int64),
+        prompt_tokens=pad_ragged(ids),
         head_labels=np.array(labels), prompt_ids=np.array([p.prompt_id for p in prompts]),
         categories=np.array([p.category for p in prompts]),
         layer=np.repeat(np.arange(shape.n_layers), shape.n_heads),
@@ -219,7 +232,7 @@ def extract_activations(spec: dict, prompts, num_tokens: int, batch_size: int = 
         model={k: spec.get(k) for k in ("name", "hf_id", "revision", "init", "seed", "dtype",
                                         "local_path")},
         shape=dict(n_layers=shape.n_layers, n_heads=shape.n_heads, head_dim=shape.head_dim),
-        num_tokens=num_tokens, chat_template=chat_template, device=device,
+        num_tokens=num_tokens, chat_template=chat_template, device=device, batch_size=batch_size,
         nonfinite_activations=n_nonfinite, versions=software_versions(),
     )
     return arrays, provenance

@@ -105,3 +105,135 @@ def merge_phiid_chunks(acts_path, chunk_paths: list, out_path, cfg: dict) -> Non
                 nan_count_matrix=nan_matrix, per_head_nan=per_head_nan,
                 head_labels=arrays["head_labels"], prompt_ids=arrays["prompt_ids"],
                 categories=arrays["categories"], layer=arrays["layer"], head=arrays["head"])
+
+
+def rank_model(phiid_path, heads_out, profile_out, diagnostics_out) -> None:
+    """Per-head ranking table, layer profile and synergy-redundancy diagnostics of one model."""
+    from .io import write_json, write_table
+    from .ranking import layer_profile, rank_heads, synergy_redundancy_correlation
+
+    arrays, prov = load_arrays(phiid_path, ("atoms", "atom_names", "head_labels", "layer", "head"))
+    names = list(arrays["atom_names"])
+    n_layers, n_heads = int(arrays["layer"].max()) + 1, int(arrays["head"].max()) + 1
+    table = rank_heads(arrays["atoms"][names.index("sts")], arrays["atoms"][names.index("rtr")],
+                       n_layers, n_heads, list(arrays["head_labels"]))
+    table["nan_cells"] = arrays["per_head_nan"]
+    corr = synergy_redundancy_correlation(table)
+    n_nan = int(table.syn_red.isna().sum())
+    if n_nan:
+        log.warning("%d heads have no valid synergy/redundancy and are left unranked", n_nan)
+    log.info("synergy vs redundancy across heads: Spearman %.3f, Pearson %.3f",
+             corr["spearman"], corr["pearson"])
+    write_table(heads_out, table)
+    write_table(profile_out, layer_profile(table))
+    write_json(diagnostics_out, dict(
+        corr, unranked_heads=n_nan, n_layers=n_layers, n_heads_per_layer=n_heads,
+        nan_cells=int(arrays["nan_count"].sum()), n_pairs=len(arrays["pairs"]),
+        n_prompts=int(arrays["per_prompt_sts"].shape[1]), model=prov.get("model")))
+
+
+def run_ablation(acts_path, heads_path, long_out, summary_out, auc_out, spec: dict, cfg: dict,
+                 device: str = "auto") -> None:
+    """Iterative ablation in synergistic-first, redundant-first and random orders (one model)."""
+    import pandas as pd
+
+    from .ablation import (ablation_orders, auc_table, kl_for_masks, masks_for_orders,
+                           removal_counts, summarise_curves)
+    from .extract import resolve_device, unpad_ragged
+    from .hooks import head_hooks, model_shape
+    from .io import write_table
+    from .models import load_model, load_tokenizer
+
+    arrays, _ = load_arrays(acts_path, ("tokens", "prompt_tokens", "prompt_ids"))
+    table = pd.read_csv(heads_path, sep="\t")
+    device = resolve_device(device)
+    model = load_model(spec, device=device)
+    tokenizer = load_tokenizer(spec)
+    shape = model_shape(model)
+    if shape.n_total_heads != len(table):
+        raise CorruptOutputError(f"{heads_path}: {len(table)} heads, but the model has "
+                                 f"{shape.n_total_heads}; delete it and rerun")
+    counts = removal_counts(shape.n_total_heads, cfg["max_fraction"], cfg["step"])
+    orders = ablation_orders(table.syn_red.to_numpy(), cfg["n_random_orders"], cfg["seed"])
+    masks, index = masks_for_orders(orders, counts, shape.n_layers, shape.n_heads)
+    prompts = unpad_ragged(arrays["prompt_tokens"])
+    log.info("ablation of %s: %d heads, %d orders x %d removal counts = %d distinct masks, "
+             "%d prompts, on %s", spec.get("name"), shape.n_total_heads, len(orders), len(counts),
+             len(masks), len(prompts), device)
+    with head_hooks(model, shape) as hooks:
+        kl = kl_for_masks(model, hooks, prompts, arrays["tokens"], masks, tokenizer.pad_token_id,
+                          cfg["prompt_batch"], cfg["mask_group"], device)
+    rows = []
+    for o, (name, seed, _) in enumerate(orders):
+        for c, k in enumerate(counts):
+            for p, pid in enumerate(arrays["prompt_ids"]):
+                rows.append((name, seed, int(k), k / shape.n_total_heads, str(pid),
+                             kl[index[o, c], p]))
+    long = pd.DataFrame(rows, columns=["order", "seed", "n_removed", "fraction_removed",
+                                       "prompt", "kl"])
+    write_table(long_out, long)
+    summary = summarise_curves(long)
+    write_table(summary_out, summary)
+    auc = auc_table(long)
+    write_table(auc_out, auc)
+    log.info("AUC ratios: %s", auc.to_dict("records"))
+
+
+def _title(model: str, prov: dict | None) -> str:
+    m = (prov or {}).get("model") or {}
+    bits = [model, m.get("hf_id", "")]
+    if m.get("revision"):
+        bits.append(m["revision"])
+    if m.get("init") == "random":
+        bits.append(f"random init, seed {m.get('seed')}")
+    return " | ".join(b for b in bits if b)
+
+
+def plot_model(phiid_path, heads_path, diagnostics_path, outputs: dict, model: str) -> None:
+    """Fig 2a (pairwise sts/rtr), Fig 2b (syn_red per head), scatter and NaN diagnostics."""
+    import json
+
+    import pandas as pd
+
+    from . import plots
+
+    arrays, prov = load_arrays(phiid_path, ("atoms", "atom_names"))
+    names = list(arrays["atom_names"])
+    table = pd.read_csv(heads_path, sep="\t")
+    with open(diagnostics_path) as fh:
+        diag = json.load(fh)
+    title = _title(model, prov)
+    n_layers, n_heads = diag["n_layers"], diag["n_heads_per_layer"]
+    figs = {
+        "fig2a": plots.pairwise_heatmaps(arrays["atoms"][names.index("sts")],
+                                         arrays["atoms"][names.index("rtr")], n_layers, n_heads,
+                                         title),
+        "fig2b": plots.syn_red_heatmap(table, title),
+        "scatter": plots.synergy_vs_redundancy(table, diag, title),
+        "nan": plots.nan_counts(table, diag["n_prompts"], title),
+    }
+    for key, fig in figs.items():  # each PNG has its PDF beside it
+        png = str(outputs[key])
+        plots.save(fig, png, png[: -len(".png")] + ".pdf")
+
+
+def plot_ablation(summary_path, auc_path, png, pdf, model: str) -> None:
+    import pandas as pd
+
+    from . import plots
+
+    summary = pd.read_csv(summary_path, sep="\t")
+    auc = pd.read_csv(auc_path, sep="\t").set_index("order")
+    ratios = ", ".join(f"{o.replace('_first', '')}/random AUC {auc.ratio_to_random[o]:.2f}"
+                       for o in ("synergistic_first", "redundant_first") if o in auc.index)
+    plots.save(plots.ablation_curves(summary, f"{model}\n{ratios}"), png, pdf)
+
+
+def plot_profiles(profile_paths: dict, png, pdf) -> None:
+    import pandas as pd
+
+    from . import plots
+
+    profiles = {m: pd.read_csv(p, sep="\t") for m, p in profile_paths.items()}
+    plots.save(plots.layer_profiles(profiles, "layer profile of syn_red (inverted U = synergistic core)"),
+               png, pdf)

@@ -1,0 +1,8 @@
+"""Rule ablate_heads: iterative head ablation of one model, KL on its own tokens."""
+from synergy_core.pipeline import run_ablation
+from synergy_core.runtime import start_rule
+
+start_rule(snakemake, uses_torch=True)
+out = snakemake.output
+run_ablation(snakemake.input.acts, snakemake.input.heads, out.long, out.summary, out.auc,
+             snakemake.params.spec, snakemake.params.ablation, snakemake.params.device)
