@@ -118,3 +118,36 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     with pytest.raises(Boom):
         save_arrays(tmp_path / "x.npz", {}, a=np.zeros(3), b=Exploding())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ranking_and_figures_from_merged_phiid(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from synergy_core.pipeline import plot_ablation, plot_model, plot_profiles, rank_model
+
+    _run(tmp_path, 2, dead_head=5, n_heads=8)
+    merged = tmp_path / "merged2.npz"
+    out = {k: tmp_path / f"{k}.tsv" for k in ("heads", "profile")}
+    rank_model(merged, out["heads"], out["profile"], tmp_path / "diag.json")
+    table = pd.read_csv(out["heads"], sep="\t")
+    assert list(table.head_label) == [f"L{h // 2}H{h % 2}" for h in range(8)]
+    assert np.isnan(table.syn_red[5]) and table.nan_cells[5] == 21   # dead head: unranked
+    assert table.syn_red.min() == 0 and table.syn_red.max() == 1
+    diag = json.loads((tmp_path / "diag.json").read_text())
+    assert diag["unranked_heads"] == 1 and diag["n_prompts"] == 3
+    figs = {k: str(tmp_path / f"{k}.png") for k in ("fig2a", "fig2b", "scatter", "nan")}
+    plot_model(merged, out["heads"], tmp_path / "diag.json", figs, "fake")
+    plot_profiles({"a": out["profile"], "b": out["profile"]}, tmp_path / "p.png", tmp_path / "p.pdf")
+    summary = pd.DataFrame({"order": ["synergistic_first"] * 3 + ["random"] * 3,
+                            "fraction_removed": [0, 0.5, 1] * 2, "kl_mean": [0, 1, 2, 0, 0.5, 2],
+                            "kl_std": [0.1] * 6})
+    summary.to_csv(tmp_path / "s.tsv", sep="\t", index=False)
+    pd.DataFrame({"order": ["synergistic_first", "random"], "ratio_to_random": [1.5, 1.0]}).to_csv(
+        tmp_path / "a.tsv", sep="\t", index=False)
+    plot_ablation(tmp_path / "s.tsv", tmp_path / "a.tsv", tmp_path / "f4.png", tmp_path / "f4.pdf", "m")
+    for path in list(figs.values()) + [tmp_path / "p.png", tmp_path / "f4.png"]:
+        png = open(path, "rb").read()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        assert (tmp_path / (str(path).rsplit("/", 1)[1][:-4] + ".pdf")).stat().st_size > 5_000

@@ -93,10 +93,13 @@ def kl_for_masks(model, hooks: HeadHooks, prompt_ids: list[list[int]], tokens: n
     out = np.empty((n_masks, n_prompts), dtype=np.float64)
     masks_t = torch.as_tensor(masks, dtype=torch.float32, device=device)
     groups = [list(range(g, min(g + mask_group, n_masks))) for g in range(0, n_masks, mask_group)]
+    # Prompts of similar length share a batch, so little compute goes to left padding.
+    by_length = np.argsort([len(p) for p in prompt_ids], kind="stable")
     start = time.perf_counter()
     for p0 in range(0, n_prompts, prompt_batch):
-        rows = slice(p0, min(n_prompts, p0 + prompt_batch))
-        ids, attn, pos = teacher_forced_batch(prompt_ids[rows], tokens[rows], pad_id, device)
+        rows = by_length[p0:p0 + prompt_batch]
+        ids, attn, pos = teacher_forced_batch([prompt_ids[r] for r in rows], tokens[rows],
+                                              pad_id, device)
         n_p = ids.shape[0]
         ids, attn, pos = (t.repeat(mask_group, 1) for t in (ids, attn, pos))
         ref = None
@@ -110,10 +113,10 @@ def kl_for_masks(model, hooks: HeadHooks, prompt_ids: list[list[int]], tokens: n
                 ref = logp[0].clone()
                 p_ref = ref.exp()
             kl = (p_ref * (ref - logp)).sum(-1).mean(-1)  # [mask_group, n_p]
-            out[group, rows] = kl[: len(group)].double().cpu().numpy()
+            out[np.ix_(group, rows)] = kl[: len(group)].double().cpu().numpy()
         hooks.mask = None
-        log.info("ablation: prompts %d-%d of %d, %d masks, %.1f s", p0 + 1, rows.stop, n_prompts,
-                 n_masks, time.perf_counter() - start)
+        log.info("ablation: %d of %d prompts, %d masks, %.1f s", min(p0 + prompt_batch, n_prompts),
+                 n_prompts, n_masks, time.perf_counter() - start)
     return out
 
 
