@@ -29,7 +29,8 @@ def test_empty_config_gets_the_paper_defaults(repo, monkeypatch):
     cfg = validate_config({})
     assert cfg["models"] == {"pythia-1b": {"hf_id": "EleutherAI/pythia-1b", "revision": None,
                                            "init": "pretrained", "seed": 0, "dtype": "float32",
-                                           "local_path": None}}
+                                           "local_path": None, "family": "pythia-1b"}}
+    assert validate_config(copy.deepcopy(cfg)) == cfg  # idempotent
     assert cfg["phiid"]["tau"] == 1 and cfg["generation"]["num_tokens"] == 100
 
 
@@ -56,6 +57,12 @@ BAD = [
     ({"models": {"m": {"hf_id": "meta-llama/Llama-3.2-1B", "revision": "step1000"}}},
      r"config key models.m.revision: training-checkpoint revisions are only defined for EleutherAI/pythia"),
     ({"models": {"m": {"hf_id": "builtin:tiny-bert"}}}, r"config key models.m.hf_id: unknown built-in model"),
+    ({"models": {"m": {"hf_id": "builtin:tiny-llama", "revision": "main"}}},
+     r"config key models.m.revision: built-in models take step0, step1"),
+    ({"models": {"m": {"hf_id": "EleutherAI/pythia-1b", "revision": "step1", "revisions": ["step2"]}}},
+     r"config key models.m: give either revision or revisions"),
+    ({"models": {"m": {"hf_id": "EleutherAI/pythia-1b", "revisions": ["s1"]}, "m-s1": {"hf_id": "x/y"}}},
+     r"config key models.m.revisions: expanding 's1' gives the model name 'm-s1', which already exists"),
     ({"models": {"m": {"hf_id": "x/y", "local_path": "/does/not/exist"}}},
      r"config key models.m.local_path: /does/not/exist is not a Hugging Face model directory"),
     ({"generation": {"device": "tpu"}}, r"config key generation.device: 'tpu' does not match"),
@@ -79,3 +86,13 @@ def test_duplicate_model_names_are_refused(tmp_path):
     path.write_text("models:\n  a:\n    hf_id: builtin:tiny-gpt-neox\n  a:\n    hf_id: builtin:tiny-llama\n")
     with pytest.raises(ConfigError, match="config key 'a' appears twice .*line 4"):
         load_yaml_strict(path)
+
+
+def test_revisions_expand_into_one_model_per_checkpoint(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["models"] = {"p": {"hf_id": "EleutherAI/pythia-160m", "revisions": ["step0", "step512"]},
+                     "q": {"hf_id": "builtin:tiny-llama", "revision": "step3"}}
+    out = validate_config(cfg)["models"]
+    assert list(out) == ["p-step0", "p-step512", "q"]
+    assert out["p-step512"]["revision"] == "step512" and out["p-step512"]["family"] == "p"
+    assert "revisions" not in out["p-step0"] and out["q"]["family"] == "q"

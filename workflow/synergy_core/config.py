@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import jsonschema
@@ -86,8 +87,30 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
                               "workflow/schemas/config.schema.yaml)")
         raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}")
     _fill_defaults(config, schema)
+    _expand_revisions(config)
     _check_semantics(config)
     return config
+
+
+def _expand_revisions(config: dict) -> None:
+    """Replace each entry with ``revisions: [r1, r2, ...]`` by entries ``<name>-<r>``, each with
+    ``revision: r`` and ``family: <name>`` (the training-progression group)."""
+    expanded = {}
+    for name, spec in config["models"].items():
+        revisions = spec.pop("revisions", None)
+        spec.setdefault("family", name)
+        if revisions is None:
+            expanded[name] = spec
+            continue
+        if spec.get("revision"):
+            raise ConfigError(f"config key models.{name}: give either revision or revisions, not both")
+        for rev in revisions:
+            new = f"{name}-{rev}"
+            if new in config["models"] or new in expanded:
+                raise ConfigError(f"config key models.{name}.revisions: expanding {rev!r} gives "
+                                  f"the model name {new!r}, which already exists")
+            expanded[new] = dict(spec, revision=rev, family=name)
+    config["models"] = expanded
 
 
 def _check_semantics(config: dict) -> None:
@@ -110,13 +133,16 @@ def _check_semantics(config: dict) -> None:
             if spec["hf_id"] not in BUILTIN_MODELS:
                 raise ConfigError(f"{where}.hf_id: unknown built-in model {spec['hf_id']!r}; "
                                   f"choose one of {', '.join(BUILTIN_MODELS)}")
-            for key in ("revision", "local_path"):
-                if spec.get(key):
-                    raise ConfigError(f"{where}.{key}: built-in models have no {key}")
+            if spec.get("local_path"):
+                raise ConfigError(f"{where}.local_path: built-in models have no local_path")
+            if spec.get("revision") and not re.fullmatch(r"step\d+", spec["revision"]):
+                raise ConfigError(f"{where}.revision: built-in models take step0, step1, ... "
+                                  f"(training steps), not {spec['revision']!r}")
             n_heads = _builtin_heads(spec["hf_id"])
         else:
             n_heads = None
-        if spec.get("revision") and not spec["hf_id"].lower().startswith("eleutherai/pythia"):
+        if (spec.get("revision") and not is_builtin(spec["hf_id"])
+                and not spec["hf_id"].lower().startswith("eleutherai/pythia")):
             raise ConfigError(f"{where}.revision: training-checkpoint revisions are only defined "
                               f"for EleutherAI/pythia-* models, not {spec['hf_id']!r}")
         if spec.get("local_path"):

@@ -8,8 +8,10 @@ A *model spec* is one entry of the config's ``models`` mapping (see
 
 ``hf_id`` may also name a built-in offline model, ``builtin:tiny-gpt-neox`` (and, for tests and
 the multi-family demo, ``builtin:tiny-llama``, ``builtin:tiny-qwen3``, ``builtin:tiny-gemma3``,
-``builtin:tiny-gpt2``). Built-in models are always randomly initialised from ``seed`` and use a
-byte-level tokenizer built locally, so nothing is ever downloaded for them.
+``builtin:tiny-gpt2``). Built-in models use a byte-level tokenizer built locally, so nothing is
+ever downloaded for them. Their weights are drawn from ``seed``; a revision ``step{N}`` then
+trains them for N deterministic steps on a small generated corpus (:func:`tiny_corpus`), which
+stands in for Pythia's training checkpoints in the offline demo (``step0`` = initialisation).
 
 Every loader here runs with the hub offline unless ``allow_download=True`` (only the
 ``download_models`` rule passes that), so a compute node without internet fails within seconds
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 BUILTIN_PREFIX = "builtin:"
@@ -192,9 +196,12 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
     dtype = DTYPES[spec.get("dtype", "float32")]
     seed = int(spec.get("seed", 0))
     if is_builtin(spec["hf_id"]):
-        vocab = len(build_byte_tokenizer())
-        config = builtin_config(spec["hf_id"], vocab)
+        tokenizer = build_byte_tokenizer()
+        config = builtin_config(spec["hf_id"], len(tokenizer))
         model = _from_config(config, seed)
+        steps = builtin_steps(spec.get("revision"))
+        if spec.get("init", "pretrained") == "pretrained" and steps:
+            train_tiny(model, tokenizer, steps, seed)
     else:
         src, kw = _source(spec)
         try:
@@ -209,6 +216,69 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
     model = model.to(device=device, dtype=dtype)
     model.eval()
     return model
+
+
+def builtin_steps(revision: str | None) -> int:
+    """Training steps of a built-in model's revision: ``None`` or ``step0`` -> 0, ``stepN`` -> N."""
+    if not revision:
+        return 0
+    if not re.fullmatch(r"step\d+", revision):
+        raise ValueError(f"built-in model revisions are step0, step1, ...; got {revision!r}")
+    return int(revision[4:])
+
+
+def tiny_corpus(n_sentences: int = 4000, seed: int = 0) -> str:
+    """A deterministic toy corpus with learnable structure: agreement, arithmetic, common sense."""
+    rng = np.random.default_rng(seed)
+    names = ["Ana", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana"]
+    things = ["cat", "book", "apple", "car", "friend", "letter", "river", "garden"]
+    verbs = [("go", "goes"), ("eat", "eats"), ("have", "has"), ("see", "sees"), ("like", "likes")]
+    feel = [("lost a game", "sad"), ("got a gift", "happy"), ("heard a noise", "scared"),
+            ("passed the test", "proud"), ("was left out", "lonely")]
+    out = []
+    for _ in range(n_sentences):
+        kind = rng.integers(4)
+        if kind == 0:
+            base, third = verbs[rng.integers(len(verbs))]
+            who = names[rng.integers(len(names))]
+            out.append(f"{who} {third} the {things[rng.integers(len(things))]}. "
+                       f"They {base} it every day.")
+        elif kind == 1:
+            a, b = rng.integers(0, 10, size=2)
+            out.append(f"What is {a} + {b}? {a} + {b} = {a + b}.")
+        elif kind == 2:
+            event, mood = feel[rng.integers(len(feel))]
+            out.append(f"{names[rng.integers(len(names))]} {event}, so they feel {mood}.")
+        else:
+            a = things[rng.integers(len(things))]
+            out.append(f"Noun: {a}. Verb: {verbs[rng.integers(len(verbs))][1]}.")
+    return " ".join(out)
+
+
+def train_tiny(model, tokenizer, steps: int, seed: int, batch: int = 8, length: int = 48,
+               lr: float = 3e-3) -> None:
+    """Train a built-in model in place for ``steps`` AdamW steps on :func:`tiny_corpus`.
+
+    Runs on one CPU thread with a fixed seed, so the weights are bitwise reproducible whatever
+    the job's thread count (a few seconds for a few hundred steps).
+    """
+    ids = torch.tensor(tokenizer(tiny_corpus(seed=seed))["input_ids"], dtype=torch.long)
+    gen = torch.Generator().manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+        model.train()
+        for _ in range(steps):
+            starts = torch.randint(0, len(ids) - length - 1, (batch,), generator=gen)
+            x = torch.stack([ids[s:s + length] for s in starts])
+            loss = model(input_ids=x, labels=x).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        model.eval()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _from_config(config, seed: int):
