@@ -22,6 +22,7 @@ include: "workflow/rules/phiid.smk"
 include: "workflow/rules/rank.smk"
 include: "workflow/rules/ablate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/stats.smk"
 
 
 rule all:

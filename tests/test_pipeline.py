@@ -151,3 +151,35 @@ def test_ranking_and_figures_from_merged_phiid(tmp_path):
         png = open(path, "rb").read()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
         assert (tmp_path / (str(path).rsplit("/", 1)[1][:-4] + ".pdf")).stat().st_size > 5_000
+
+
+def test_statistics_and_verdict_table(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from synergy_core.pipeline import build_summary, model_statistics, rank_model
+
+    _run(tmp_path, 2, n_heads=8, n_prompts=6)
+    merged = tmp_path / "merged2.npz"
+    rank_model(merged, tmp_path / "h.tsv", tmp_path / "p.tsv", tmp_path / "d.json")
+    out = {k: tmp_path / f"{k}.tsv" for k in ("scores", "layers", "categories", "graphs")}
+    out["json"] = tmp_path / "stats.json"
+    cfg = dict(n_boot=50, ci=0.9, n_splits=5, n_surrogates=3, graph_fraction=0.25, n_boot_graph=4,
+               seed=0)
+    model_statistics(merged, tmp_path / "acts.npz", out, cfg, tau=1)
+    scores = pd.read_csv(out["scores"], sep="\t").set_index("score")
+    assert set(scores.index) == {"mid_minus_outer", "quad_coef"}
+    assert (scores.ci_low <= scores.ci_high).all()
+    stats = json.loads(out["json"].read_text())
+    assert 0 < stats["surrogate"]["p_value"]["mid_minus_outer"] <= 1
+    assert stats["surrogate"]["n_surrogates"] == 3
+    graphs = pd.read_csv(out["graphs"], sep="\t")
+    assert set(graphs.network) == {"synergy", "redundancy"}
+    build_summary({"m": {"spec": {"hf_id": "x/y", "init": "pretrained"},
+                         "diagnostics": tmp_path / "d.json", "scores": out["scores"],
+                         "stats": out["json"], "graphs": out["graphs"]}}, tmp_path / "summary.tsv")
+    row = pd.read_csv(tmp_path / "summary.tsv", sep="\t").iloc[0]
+    assert row.model == "m" and row.heads == 8 and row.prompts == 6
+    assert row.mid_minus_outer == pytest.approx(scores.estimate["mid_minus_outer"])
+    assert row.synergy_global_efficiency.startswith(f"{graphs.estimate[0]:.3g} [")

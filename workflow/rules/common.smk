@@ -18,10 +18,17 @@ export_environment(config, WORKFLOW_DIR)
 
 MODELS = list(config["models"])
 RESULTS = "results"
+# Training-progression groups: families with two or more revisions.
+FAMILIES = {}
+for _name, _spec in config["models"].items():
+    if _spec.get("revision") and _spec["init"] == "pretrained":
+        FAMILIES.setdefault(_spec["family"], []).append(_name)
+FAMILIES = {f: m for f, m in FAMILIES.items() if len(m) > 1}
 
 
 wildcard_constraints:
     model="|".join(MODELS),
+    family="|".join(FAMILIES) or "no-family",
     chunk=r"\d+",
 
 
@@ -44,11 +51,28 @@ def phiid_chunks(wildcards):
     )
 
 
+def summary_inputs(wildcards):
+    """Per-model tables the verdict table reads (ablation ones for ablated models only)."""
+    inputs = {}
+    for m in MODELS:
+        inputs[f"{m}__diagnostics"] = f"{RESULTS}/{m}/ranking/diagnostics.json"
+        inputs[f"{m}__scores"] = f"{RESULTS}/{m}/stats/profile_scores.tsv"
+        inputs[f"{m}__stats"] = f"{RESULTS}/{m}/stats/stats.json"
+        inputs[f"{m}__graphs"] = f"{RESULTS}/{m}/stats/graphs.tsv"
+    for m in ablated_models(config):
+        inputs[f"{m}__ablation"] = f"{RESULTS}/{m}/ablation/auc_ci.tsv"
+        inputs[f"{m}__ablation_json"] = f"{RESULTS}/{m}/ablation/auc_ci.json"
+    return inputs
+
+
 def all_outputs():
-    """Every final output: per-model figures and tables, ablation where configured, Fig 2c."""
+    """Every final output: per-model figures and tables, ablation where configured, Fig 2c,
+    training progression per family, and the verdict table."""
     ablated = ablated_models(config)
     return (
         expand(f"{RESULTS}/{{model}}/figures/fig2b_syn_red.png", model=MODELS)
+        + expand(f"{RESULTS}/{{model}}/figures/fig3bc_graphs.png", model=MODELS)
         + expand(f"{RESULTS}/{{model}}/figures/fig4a_ablation.png", model=ablated)
-        + [f"{RESULTS}/figures/fig2c_layer_profiles.png"]
+        + expand(f"{RESULTS}/figures/fig3a_progression_{{family}}.png", family=FAMILIES)
+        + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
     )

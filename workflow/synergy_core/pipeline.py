@@ -237,3 +237,148 @@ def plot_profiles(profile_paths: dict, png, pdf) -> None:
     profiles = {m: pd.read_csv(p, sep="\t") for m, p in profile_paths.items()}
     plots.save(plots.layer_profiles(profiles, "layer profile of syn_red (inverted U = synergistic core)"),
                png, pdf)
+
+
+STATS_KEYS = ("per_prompt_sts", "per_prompt_rtr", "pairs", "layer", "categories", "atoms",
+              "atom_names")
+
+
+def model_statistics(phiid_path, acts_path, outputs: dict, cfg: dict, tau: int) -> None:
+    """Bootstrap CIs of the inverted-U scores, split-half reliability, surrogate null, per-category
+    profiles and graph metrics of one model, all from the per-prompt PhiID arrays.
+
+    ``outputs`` names ``scores``, ``layers``, ``categories``, ``graphs`` (TSV) and ``json``.
+    """
+    from .graphs import bootstrap_graph_metrics
+    from .io import write_json, write_table
+    from .stats import bootstrap_profile, category_profiles, split_half_reliability, surrogate_null
+
+    arrays, prov = load_arrays(phiid_path, STATS_KEYS)
+    sts, rtr, pairs = arrays["per_prompt_sts"], arrays["per_prompt_rtr"], arrays["pairs"]
+    layer = arrays["layer"]
+    n_layers, n_heads = int(layer.max()) + 1, len(layer)
+    seed, ci = cfg["seed"], cfg["ci"]
+    boot = bootstrap_profile(sts, rtr, pairs, layer, n_layers, cfg["n_boot"], seed, ci)
+    log.info("inverted-U scores:\n%s", boot["scores"].to_string(index=False))
+    split = split_half_reliability(sts, rtr, pairs, n_heads, cfg["n_splits"], seed)
+    log.info("split-half reliability of syn_red: %.3f (sd %.3f)", split["mean"], split["sd"])
+    surrogate = {"p_value": {"mid_minus_outer": np.nan, "quad_coef": np.nan}, "n_surrogates": 0}
+    if cfg["n_surrogates"]:
+        acts = load_activations(acts_path)[0]["acts"]
+        surrogate = surrogate_null(acts, layer, n_layers, tau, cfg["n_surrogates"], seed)
+        log.info("surrogate p-values (%d circular shifts): %s", cfg["n_surrogates"],
+                 surrogate["p_value"])
+    graphs = []
+    for name, per_prompt in (("synergy", sts), ("redundancy", rtr)):
+        g = bootstrap_graph_metrics(per_prompt, pairs, n_heads, cfg["graph_fraction"],
+                                    cfg["n_boot_graph"], seed, ci)["summary"]
+        graphs.append(g.assign(network=name))
+    import pandas as pd
+
+    graphs = pd.concat(graphs, ignore_index=True)
+    write_table(outputs["scores"], boot["scores"])
+    write_table(outputs["layers"], boot["layers"])
+    write_table(outputs["categories"],
+                category_profiles(sts, rtr, pairs, arrays["categories"], layer, n_layers))
+    write_table(outputs["graphs"], graphs)
+    write_json(outputs["json"], dict(
+        split_half=dict(mean=split["mean"], sd=split["sd"], spearman_brown=split["spearman_brown"],
+                        n_splits=cfg["n_splits"]),
+        surrogate=dict(p_value=surrogate["p_value"], n_surrogates=surrogate["n_surrogates"]),
+        aggregation=prov.get("settings", {}).get("aggregation"), n_boot=cfg["n_boot"], ci=ci,
+        seed=seed, note=("bootstrap and split halves reweight per-prompt PhiID; with pooled "
+                         "aggregation they describe the per-prompt estimate")))
+
+
+def ablation_statistics(long_path, out_tsv, out_json, cfg: dict) -> None:
+    """Bootstrap CIs over prompts of the ablation AUC ratios, and the fraction of random orders
+    the synergistic-first curve beats."""
+    import pandas as pd
+
+    from .io import write_json, write_table
+    from .stats import ablation_auc_stats
+
+    res = ablation_auc_stats(pd.read_csv(long_path, sep="\t"), cfg["n_boot"], cfg["seed"], cfg["ci"])
+    write_table(out_tsv, res["summary"])
+    write_json(out_json, dict(frac_random_beaten=res["frac_random_beaten"],
+                              n_random=res["n_random"], n_prompts=res["n_prompts"],
+                              n_boot=res["n_boot"], ci=res["ci"]))
+
+
+def _ci_text(row) -> str:
+    return f"{row.estimate:.3g} [{row.ci_low:.3g}, {row.ci_high:.3g}]"
+
+
+def build_summary(models: dict, out_path) -> None:
+    """One row per model (the verdict table). ``models`` maps a model name to a dict with its
+    ``spec`` and the paths ``diagnostics``, ``scores``, ``stats``, ``graphs`` and optionally
+    ``ablation`` and ``ablation_json``."""
+    import json
+
+    import pandas as pd
+
+    from .io import write_table
+
+    rows = []
+    for name, m in models.items():
+        spec = m["spec"]
+        diag = json.loads(open(m["diagnostics"]).read())
+        stats = json.loads(open(m["stats"]).read())
+        scores = pd.read_csv(m["scores"], sep="\t").set_index("score")
+        graphs = pd.read_csv(m["graphs"], sep="\t")
+        row = dict(model=name, family=spec.get("family", name), hf_id=spec["hf_id"],
+                   revision=spec.get("revision") or "", init=spec.get("init"),
+                   heads=diag["n_layers"] * diag["n_heads_per_layer"], layers=diag["n_layers"],
+                   prompts=diag["n_prompts"], nan_cells=diag["nan_cells"],
+                   unranked_heads=diag["unranked_heads"],
+                   synergy_redundancy_spearman=diag["spearman"],
+                   synergy_redundancy_pearson=diag["pearson"])
+        for score in ("mid_minus_outer", "quad_coef"):
+            r = scores.loc[score]
+            row[score] = r.estimate
+            row[f"{score}_ci"] = f"[{r.ci_low:.3g}, {r.ci_high:.3g}]"
+            row[f"{score}_surrogate_p"] = stats["surrogate"]["p_value"][score]
+        row["split_half_reliability"] = stats["split_half"]["mean"]
+        for g in graphs.itertuples():
+            if g.metric in ("global_efficiency", "modularity"):
+                row[f"{g.network}_{g.metric}"] = _ci_text(g)
+        if m.get("ablation"):
+            abl = pd.read_csv(m["ablation"], sep="\t").set_index("quantity")
+            for q in ("ratio_synergistic_random", "ratio_redundant_random"):
+                row[q] = _ci_text(abl.loc[q])
+            row["frac_random_beaten"] = json.loads(open(m["ablation_json"]).read())["frac_random_beaten"]
+        rows.append(row)
+    write_table(out_path, pd.DataFrame(rows))
+
+
+def plot_model_stats(phiid_path, categories_path, graph_fraction: float, png: dict, model: str) -> None:
+    """Graph figure (Fig 3b-c) and per-category profiles of one model."""
+    import pandas as pd
+
+    from . import plots
+
+    arrays, prov = load_arrays(phiid_path, ("atoms", "atom_names", "layer"))
+    names = list(arrays["atom_names"])
+    title = _title(model, prov)
+    fig = plots.graphs_figure(arrays["atoms"][names.index("sts")],
+                              arrays["atoms"][names.index("rtr")], arrays["layer"],
+                              graph_fraction, title)
+    plots.save(fig, png["graphs"], str(png["graphs"])[:-4] + ".pdf")
+    fig = plots.category_profiles(pd.read_csv(categories_path, sep="\t"), title)
+    plots.save(fig, png["categories"], str(png["categories"])[:-4] + ".pdf")
+
+
+def plot_progression(profile_paths: dict, score_paths: dict, revisions: dict, family: str,
+                     png: dict) -> None:
+    """Training progression of one family: profiles by checkpoint, scores against step."""
+    import pandas as pd
+
+    from . import plots
+
+    profiles = {m: pd.read_csv(p, sep="\t") for m, p in profile_paths.items()}
+    scores = {m: pd.read_csv(p, sep="\t") for m, p in score_paths.items()}
+    fig = plots.progression_profiles(profiles, revisions, f"{family}: layer profile over training")
+    plots.save(fig, png["profiles"], str(png["profiles"])[:-4] + ".pdf")
+    fig = plots.score_vs_step(scores, revisions, "mid_minus_outer",
+                              f"{family}: inverted-U score over training (95% bootstrap CI)")
+    plots.save(fig, png["score"], str(png["score"])[:-4] + ".pdf")

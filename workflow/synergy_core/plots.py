@@ -126,3 +126,83 @@ def save(fig: plt.Figure, png: str, pdf: str) -> None:
     fig.savefig(png, dpi=150)
     fig.savefig(pdf)
     plt.close(fig)
+
+
+def _step_of(revision: str | None) -> float:
+    try:
+        return float(str(revision).removeprefix("step"))
+    except ValueError:
+        return np.nan
+
+
+def progression_profiles(profiles: dict[str, pd.DataFrame], revisions: dict[str, str],
+                         title: str) -> plt.Figure:
+    """Paper Fig 3a: layer profiles of one family's training checkpoints, coloured by step."""
+    steps = {m: _step_of(revisions[m]) for m in profiles}
+    finite = [s for s in steps.values() if np.isfinite(s)]
+    norm = matplotlib.colors.SymLogNorm(linthresh=1, vmin=min(finite, default=0),
+                                        vmax=max(finite, default=1))
+    cmap = plt.get_cmap("viridis")
+    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    for m, prof in sorted(profiles.items(), key=lambda kv: steps[kv[0]]):
+        ax.plot(prof.depth, prof.syn_red_mean, marker="o", ms=3, color=cmap(norm(steps[m])),
+                label=revisions[m])
+    ax.set_xlabel("normalised depth (layer / (L - 1))")
+    ax.set_ylabel("mean syn_red of the layer's heads")
+    ax.legend(fontsize=7, title="checkpoint", ncol=2)
+    ax.set_title(title)
+    return fig
+
+
+def score_vs_step(scores: dict[str, pd.DataFrame], revisions: dict[str, str], score: str,
+                  title: str) -> plt.Figure:
+    """Inverted-U score against training step with its bootstrap CI (symlog x axis)."""
+    rows = sorted(((_step_of(revisions[m]), s.set_index("score").loc[score]) for m, s in scores.items()),
+                  key=lambda r: r[0])
+    x = np.array([r[0] for r in rows])
+    est = np.array([r[1].estimate for r in rows])
+    lo = np.array([r[1].ci_low for r in rows])
+    hi = np.array([r[1].ci_high for r in rows])
+    fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+    ax.errorbar(x, est, yerr=[est - lo, hi - est], marker="o", capsize=3)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training step")
+    label = {"mid_minus_outer": "middle-third minus outer-thirds syn_red",
+             "quad_coef": "quadratic coefficient of the profile (< 0: inverted U)"}
+    ax.set_ylabel(label.get(score, score), fontsize=8)
+    ax.set_title(title)
+    return fig
+
+
+def graphs_figure(sts: np.ndarray, rtr: np.ndarray, layer: np.ndarray, fraction: float,
+                  title: str) -> plt.Figure:
+    """Paper Fig 3b-c: the top-``fraction`` synergy and redundancy graphs, nodes coloured by layer."""
+    import networkx as nx
+
+    from .graphs import top_edges_graph
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), constrained_layout=True)
+    for ax, mat, name in ((axes[0], sts, "synergy"), (axes[1], rtr, "redundancy")):
+        g = top_edges_graph(mat, fraction)
+        pos = nx.spring_layout(g, seed=0)
+        nx.draw_networkx_edges(g, pos, ax=ax, alpha=0.25, width=0.6)
+        nodes = nx.draw_networkx_nodes(g, pos, ax=ax, node_size=25, node_color=layer,
+                                       cmap="viridis")
+        ax.set_title(f"{name}: top {fraction:.0%} of edges")
+        ax.axis("off")
+    fig.colorbar(nodes, ax=axes, label="layer", shrink=0.8)
+    fig.suptitle(title)
+    return fig
+
+
+def category_profiles(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Layer profile of syn_red computed per prompt category."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for cat, part in table.groupby("category", sort=False):
+        ax.plot(part.depth, part.syn_red_mean, marker="o", ms=3, label=cat)
+    ax.set_xlabel("normalised depth (layer / (L - 1))")
+    ax.set_ylabel("mean syn_red of the layer's heads")
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    return fig
