@@ -82,3 +82,26 @@ def test_zero_mask_silences_exactly_the_chosen_heads(tiny_neox):
         norms = hooks.pop_norms().view(3, 7, shape.n_layers, shape.n_heads)
     assert torch.all(norms[1, :, 2, 1] == 0)
     assert torch.all(norms[0] > 0) and torch.all(norms[2] > 0)
+
+
+def test_multimodal_wrapper_uses_the_language_model_heads_only():
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
+    from synergy_core.models import builtin_config
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                  image_size=28, patch_size=14)
+    cfg = Gemma3Config(text_config=builtin_config("builtin:tiny-gemma3", 258).to_dict(),
+                       vision_config=vision, mm_tokens_per_image=4)
+    torch.manual_seed(0)
+    model = Gemma3ForConditionalGeneration(cfg).eval()
+    projections = output_projections(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    assert [names[id(p)] for p in projections] == [
+        f"model.language_model.layers.{i}.self_attn.o_proj" for i in range(3)]
+    shape = model_shape(model)
+    assert (shape.n_layers, shape.n_heads, shape.head_dim) == (3, 4, 16)
+    with head_hooks(model, shape) as hooks, torch.no_grad():
+        hooks.capture = True
+        model(input_ids=torch.tensor([[1, 2, 3, 4, 5]]))
+        assert hooks.pop_norms().shape == (1, 5, 12)
