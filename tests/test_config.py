@@ -96,3 +96,15 @@ def test_revisions_expand_into_one_model_per_checkpoint(demo):
     assert list(out) == ["p-step0", "p-step512", "q"]
     assert out["p-step512"]["revision"] == "step512" and out["p-step512"]["family"] == "p"
     assert "revisions" not in out["p-step0"] and out["q"]["family"] == "q"
+
+
+def test_phyid_backend_is_checked_at_parse_time(demo, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "phyid" else real(name, *a))
+    cfg = copy.deepcopy(demo)
+    cfg["phiid"]["backend"] = "phyid"
+    with pytest.raises(ConfigError, match="config key phiid.backend: 'phyid' needs the reference library.*pip install git"):
+        validate_config(cfg)

@@ -8,6 +8,7 @@ Snakefile is parsed, before any job runs.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -120,6 +121,13 @@ def _check_semantics(config: dict) -> None:
         raise ConfigError(
             f"config key phiid.tau: {phi['tau']} leaves fewer than {MIN_SAMPLES} samples with "
             f"generation.num_tokens = {gen['num_tokens']}; use tau <= {max(max_tau, 0)} or more tokens")
+    if phi["backend"] == "phyid" and importlib.util.find_spec("phyid") is None:
+        from .phiid import PHYID_INSTALL
+
+        raise ConfigError("config key phiid.backend: 'phyid' needs the reference library, which "
+                          f"is not installed here (it is not on PyPI): {PHYID_INSTALL}")
+    if phi["backend"] == "phyid" and phi["aggregation"] != "per_prompt":
+        raise ConfigError("config key phiid.aggregation: the phyid backend supports per_prompt only")
     prompts_file = Path(config["prompts"]["file"])
     if not prompts_file.is_file():
         raise ConfigError(f"config key prompts.file: {prompts_file} does not exist")
