@@ -17,10 +17,11 @@ def demo(repo, monkeypatch):
 def test_demo_and_paper_configs_are_valid_and_defaults_filled(repo, demo):
     cfg = validate_config(copy.deepcopy(demo))
     assert cfg["phiid"]["redundancy"] == "MMI" and cfg["phiid"]["block_pairs"] == 20000
-    assert cfg["models"]["tiny-neox"]["dtype"] == "float32"
+    assert cfg["models"]["tiny-neox-step150"]["dtype"] == "float32"
     assert cfg["hf_home"] is None
     paper = validate_config(load_yaml_strict(repo / "config/config.yaml"))
-    assert paper["models"]["pythia-1b"]["hf_id"] == "EleutherAI/pythia-1b"
+    assert paper["models"]["pythia-1b-step143000"]["hf_id"] == "EleutherAI/pythia-1b"
+    assert len([m for m in paper["models"] if m.startswith("pythia-1b-step")]) == 12
     assert paper["generation"]["num_tokens"] == 100
 
 
@@ -44,6 +45,7 @@ BAD = [
     ({"phiid": {"tau": 36}}, r"config key phiid.tau: 36 leaves fewer than 5 samples .* tau <= 35"),
     ({"phiid": {"n_chunks": 0}}, r"config key phiid.n_chunks: 0 is less than the minimum of 1"),
     ({"phiid": {"n_chunks": 277}}, r"config key phiid.n_chunks: 277 chunks for 276 head pairs"),
+    ({"ablation": {"models": ["nope"]}}, r"config key ablation.models: \['nope'\] are not configured models"),
     ({"phiid": {"redundancy": "CCS"}}, r"config key phiid.redundancy: 'CCS' is not one of \['MMI'\]"),
     ({"phiid": {"aggregation": "mean"}}, r"config key phiid.aggregation: 'mean' is not one of"),
     ({"phiid": {"backend": "jax"}}, r"config key phiid.backend: 'jax' is not one of"),
@@ -72,6 +74,8 @@ BAD = [
 @pytest.mark.parametrize("change,message", BAD, ids=[m[:40] for _, m in BAD])
 def test_bad_values_are_rejected_naming_the_key(demo, change, message):
     cfg = copy.deepcopy(demo)
+    if "models" in change:
+        cfg["ablation"]["models"] = None
     for section, value in change.items():
         if isinstance(value, dict) and isinstance(cfg.get(section), dict) and section != "models":
             cfg[section].update(value)
@@ -90,6 +94,7 @@ def test_duplicate_model_names_are_refused(tmp_path):
 
 def test_revisions_expand_into_one_model_per_checkpoint(demo):
     cfg = copy.deepcopy(demo)
+    cfg["ablation"]["models"] = None
     cfg["models"] = {"p": {"hf_id": "EleutherAI/pythia-160m", "revisions": ["step0", "step512"]},
                      "q": {"hf_id": "builtin:tiny-llama", "revision": "step3"}}
     out = validate_config(cfg)["models"]
