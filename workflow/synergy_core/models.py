@@ -289,11 +289,19 @@ def _from_config(config, seed: int):
 
 
 def download(spec: dict) -> None:
-    """Fetch a hub model's weights, config and tokenizer into the cache (network needed)."""
+    """Fetch a hub model into the cache (network needed), then prove the cached copy loads
+    offline. A random-init entry needs only the config and tokenizer, not the weights."""
     if is_builtin(spec["hf_id"]) or spec.get("local_path"):
         return
     from huggingface_hub import snapshot_download
+    from transformers import AutoConfig
 
     src, kw = _source(spec)
+    patterns = None
+    if spec.get("init") == "random":
+        patterns = ["*.json", "*.txt", "*.model", "tokenizer*"]
     with hub_mode(offline=False):
-        snapshot_download(repo_id=src, **kw)
+        snapshot_download(repo_id=src, allow_patterns=patterns, **kw)
+    with hub_mode(offline=True):
+        AutoConfig.from_pretrained(src, **kw)
+    load_tokenizer(spec)
