@@ -113,3 +113,16 @@ def test_phyid_backend_is_checked_at_parse_time(demo, monkeypatch):
     cfg["phiid"]["backend"] = "phyid"
     with pytest.raises(ConfigError, match="config key phiid.backend: 'phyid' needs the reference library.*pip install git"):
         validate_config(cfg)
+
+
+def test_n_chunks_is_checked_against_a_local_model_config(demo, tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"model_type": "gpt_neox", "num_hidden_layers": 2, "num_attention_heads": 3}))
+    cfg = copy.deepcopy(demo)
+    cfg["ablation"]["models"] = None
+    cfg["models"] = {"local": {"hf_id": "x/y", "local_path": str(tmp_path)}}
+    cfg["phiid"]["n_chunks"] = 16
+    with pytest.raises(ConfigError, match="phiid.n_chunks: 16 chunks for 15 head pairs of model local"):
+        validate_config(cfg)

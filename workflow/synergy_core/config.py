@@ -148,7 +148,7 @@ def _check_semantics(config: dict) -> None:
                                   f"(training steps), not {spec['revision']!r}")
             n_heads = _builtin_heads(spec["hf_id"])
         else:
-            n_heads = None
+            n_heads = _cached_heads(spec, config.get("hf_home"))
         if (spec.get("revision") and not is_builtin(spec["hf_id"])
                 and not spec["hf_id"].lower().startswith("eleutherai/pythia")):
             raise ConfigError(f"{where}.revision: training-checkpoint revisions are only defined "
@@ -191,6 +191,32 @@ def ablated_models(config: dict) -> list[str]:
     if chosen is None:
         return [m for m, spec in config["models"].items() if spec["init"] == "pretrained"]
     return list(chosen)
+
+
+def _cached_heads(spec: dict, hf_home: str | None) -> int | None:
+    """Total heads of a hub model if its config.json is already local (no network), else None."""
+    import json
+
+    path = None
+    if spec.get("local_path"):
+        path = Path(spec["local_path"]) / "config.json"
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(
+                spec["hf_id"], "config.json", revision=spec.get("revision"),
+                cache_dir=str(Path(hf_home) / "hub") if hf_home else None)
+            path = Path(found) if isinstance(found, str) else None
+        except Exception:  # noqa: BLE001 - a cache lookup must never break validation
+            return None
+    if path is None or not path.is_file():
+        return None
+    cfg = json.loads(path.read_text())
+    cfg = cfg.get("text_config", cfg)
+    layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
+    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
+    return layers * heads if layers and heads else None
 
 
 def model_spec(config: dict, name: str) -> dict:
