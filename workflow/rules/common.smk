@@ -26,6 +26,20 @@ for _name, _spec in config["models"].items():
 FAMILIES = {f: m for f, m in FAMILIES.items() if len(m) > 1}
 
 
+# Light rules (seconds each) run where Snakemake runs, e.g. a cluster's login node, instead of
+# waiting in the queue; the GPU rules, PhiID chunks and model_stats are submitted as jobs.
+localrules:
+    phiid_merge,
+    rank_heads,
+    ablation_stats,
+    plot_model,
+    plot_model_stats,
+    plot_ablation,
+    plot_profiles,
+    plot_progression,
+    summary,
+
+
 wildcard_constraints:
     model="|".join(MODELS),
     family="|".join(FAMILIES) or "no-family",
