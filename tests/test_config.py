@@ -52,6 +52,7 @@ BAD = [
     ({"prompts": {"categories": []}}, r"config key prompts.categories"),
     ({"prompts": {"first_k": 0}}, r"config key prompts.first_k: 0 is less than the minimum of 1"),
     ({"prompts": {"file": "nope.tsv"}}, r"config key prompts.file: nope.tsv does not exist"),
+    ({"prompts": {"categories": ["Astrology"]}}, r"config key prompts.categories: unknown categories \['Astrology'\]"),
     ({"models": {}}, r"config key models: \{\} should be non-empty"),
     ({"models": {"bad name!": {"hf_id": "x/y"}}}, r"config key models: 'bad name!' does not match"),
     ({"models": {"m": {"init": "random"}}}, r"config key models.m: 'hf_id' is a required property"),
@@ -126,3 +127,18 @@ def test_n_chunks_is_checked_against_a_local_model_config(demo, tmp_path):
     cfg["phiid"]["n_chunks"] = 16
     with pytest.raises(ConfigError, match="phiid.n_chunks: 16 chunks for 15 head pairs of model local"):
         validate_config(cfg)
+
+
+def test_bad_prompt_tables_are_refused(demo, tmp_path):
+    cases = {
+        "prompt_id\tcategory\ttext\na\tX\thello\na\tX\tagain\n": "duplicate prompt ids \\['a'\\]",
+        "prompt_id\tcategory\ttext\na\tX\t \n": "empty prompt text for \\['a'\\]",
+        "id\ttext\na\thello\n": "lacks columns",
+    }
+    for i, (table, message) in enumerate(cases.items()):
+        path = tmp_path / f"p{i}.tsv"
+        path.write_text(table)
+        cfg = copy.deepcopy(demo)
+        cfg["prompts"] = {"file": str(path)}
+        with pytest.raises(ConfigError, match=f"config key prompts.file: .*{message}"):
+            validate_config(cfg)

@@ -131,6 +131,14 @@ def _check_semantics(config: dict) -> None:
     prompts_file = Path(config["prompts"]["file"])
     if not prompts_file.is_file():
         raise ConfigError(f"config key prompts.file: {prompts_file} does not exist")
+    from .prompts import load_prompts, select_prompts
+
+    sel = config["prompts"]
+    try:
+        select_prompts(load_prompts(prompts_file), sel["categories"], sel["per_category"],
+                       sel["first_k"])
+    except ValueError as err:
+        raise ConfigError(f"config key {err}") from err
     unknown = sorted(set(config["ablation"]["models"] or ()) - set(config["models"]))
     if unknown:
         raise ConfigError(f"config key ablation.models: {unknown} are not configured models "

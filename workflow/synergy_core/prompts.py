@@ -30,15 +30,15 @@ def load_prompts(path: str | Path) -> list[Prompt]:
         reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
         missing = {"prompt_id", "category", "text"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{path}: prompt table lacks columns {sorted(missing)}")
+            raise ValueError(f"prompts.file: {path} lacks columns {sorted(missing)}")
         prompts = [Prompt(r["prompt_id"], r["category"], r["text"]) for r in reader]
     ids = [p.prompt_id for p in prompts]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise ValueError(f"{path}: duplicate prompt ids {dupes}")
+        raise ValueError(f"prompts.file: {path} has duplicate prompt ids {dupes}")
     empty = [p.prompt_id for p in prompts if not p.text.strip()]
     if empty:
-        raise ValueError(f"{path}: empty prompt text for {empty}")
+        raise ValueError(f"prompts.file: {path} has empty prompt text for {empty}")
     return prompts
 
 
@@ -63,6 +63,6 @@ def select_prompts(prompts: list[Prompt], categories="all", per_category: int | 
     if first_k is not None:
         prompts = prompts[:first_k]
     if not prompts:
-        raise ValueError("prompts: the selection is empty (check prompts.categories, "
+        raise ValueError("prompts.categories: the selection is empty (check prompts.categories, "
                          "prompts.per_category and prompts.first_k)")
     return prompts
