@@ -30,22 +30,24 @@ def per_head_means(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def rank_difference(synergy: np.ndarray, redundancy: np.ndarray) -> dict[str, np.ndarray]:
     """Average-tie ascending ranks, their difference, and its min-max normalisation.
 
-    Heads whose synergy or redundancy is NaN get NaN ranks and are left out of the others'
-    ranking. A constant difference (all heads equal) cannot be normalised and gives NaN.
+    Inputs are ``[H]`` or ``[H, B]`` (B columns ranked independently, e.g. bootstrap resamples).
+    Heads whose synergy or redundancy is NaN get NaN everywhere and are left out of both
+    rankings, so the two rankings cover the same heads. A column whose difference is constant
+    (or has no valid head) cannot be normalised and gives NaN.
     """
-    syn_rank = stats.rankdata(synergy, method="average", nan_policy="omit")
-    red_rank = stats.rankdata(redundancy, method="average", nan_policy="omit")
-    bad = np.isnan(synergy) | np.isnan(redundancy)
-    if bad.any():  # rank only heads valid in both, so the two rankings cover the same heads
-        syn_rank = np.full(len(synergy), np.nan)
-        red_rank = np.full(len(synergy), np.nan)
-        syn_rank[~bad] = stats.rankdata(synergy[~bad], method="average")
-        red_rank[~bad] = stats.rankdata(redundancy[~bad], method="average")
+    syn = np.array(synergy, dtype=np.float64, copy=True)
+    red = np.array(redundancy, dtype=np.float64, copy=True)
+    bad = np.isnan(syn) | np.isnan(red)
+    syn[bad] = np.nan
+    red[bad] = np.nan
+    syn_rank = stats.rankdata(syn, axis=0, method="average", nan_policy="omit")
+    red_rank = stats.rankdata(red, axis=0, method="average", nan_policy="omit")
     diff = syn_rank - red_rank
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanmin(diff) if (~bad).any() else np.nan, np.nanmax(diff) if (~bad).any() else np.nan
-    norm = (diff - lo) / (hi - lo) if hi > lo else np.full(len(diff), np.nan)
+        lo, hi = np.nanmin(diff, axis=0), np.nanmax(diff, axis=0)
+        norm = (diff - lo) / (hi - lo)
+    norm[..., ~(hi > lo)] = np.nan
     return {"synergy_rank": syn_rank, "redundancy_rank": red_rank, "rank_diff": diff, "syn_red": norm}
 
 

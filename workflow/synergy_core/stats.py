@@ -30,6 +30,8 @@ import pandas as pd
 from scipy import sparse
 from scipy import stats as sps
 
+from .ranking import rank_difference
+
 __all__ = [
     "MIDDLE_THIRD",
     "bootstrap_weights",
@@ -201,25 +203,8 @@ def head_means(pair_values: np.ndarray, incidence: sparse.csr_matrix) -> np.ndar
 
 
 def syn_red_from_ranks(synergy: np.ndarray, redundancy: np.ndarray) -> np.ndarray:
-    """Column-wise :func:`ranking.rank_difference` ``syn_red``: ``[H, B] -> [H, B]``.
-
-    Heads NaN in either input are left out of both rankings (NaN output); average-tie
-    ascending ranks; the difference is min-max normalised per column, and a column whose
-    difference is constant (or has no valid head) is all NaN.
-    """
-    syn = np.array(synergy, dtype=np.float64, copy=True)
-    red = np.array(redundancy, dtype=np.float64, copy=True)
-    bad = np.isnan(syn) | np.isnan(red)
-    syn[bad] = np.nan
-    red[bad] = np.nan
-    diff = (sps.rankdata(syn, axis=0, method="average", nan_policy="omit")
-            - sps.rankdata(red, axis=0, method="average", nan_policy="omit"))
-    with _quiet():
-        lo = np.nanmin(diff, axis=0)
-        hi = np.nanmax(diff, axis=0)
-        out = (diff - lo) / (hi - lo)
-    out[:, ~(hi > lo)] = np.nan
-    return out
+    """Column-wise ``syn_red`` of :func:`ranking.rank_difference`: ``[H, B] -> [H, B]``."""
+    return rank_difference(synergy, redundancy)["syn_red"]
 
 
 def syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total: int,
