@@ -24,18 +24,7 @@ PIDS=$S/pids
 PATH=$PATH:/usr/sbin:/sbin
 export SLURM_CONF=$S/etc/slurm.conf
 
-proc_start() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
-# a zombie (state Z) has exited; PID 1 may take a moment to reap it
-is_running() { [ -r "/proc/$1/stat" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
-ours() { # name -> PID of the recorded process, if it is still that process
-  local f=$PIDS/$1.pid pid st exe
-  [ -s "$f" ] || return 1
-  read -r pid st exe <"$f" || true
-  [ -n "${exe:-}" ] && is_running "$pid" \
-    && [ "$(proc_start "$pid")" = "$st" ] \
-    && [ "$(readlink -f "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] || return 1
-  echo "$pid"
-}
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pids.sh"
 
 # 1. cancel leftover jobs while slurmctld and slurmd are still up, so that no
 #    slurmstepd or job process outlives the cluster
