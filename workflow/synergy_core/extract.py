@@ -104,6 +104,7 @@ def generate_with_norms(model, hooks: HeadHooks, prompt_ids: list[list[int]], nu
     tokens = np.empty((n, num_tokens), dtype=np.int64)
     natural = np.full(n, -1, dtype=np.int64)
     eos_t = torch.tensor(eos, device=device)
+    cache_name = _cache_kwarg_name(model)
     start = time.perf_counter()
     for b0 in range(0, n, batch_size):
         rows = slice(b0, min(n, b0 + batch_size))
@@ -125,7 +126,7 @@ def generate_with_norms(model, hooks: HeadHooks, prompt_ids: list[list[int]], nu
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
             pos = pos[:, -1:] + 1
             out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                        use_cache=True, **_cache_kwarg(model, past))
+                        use_cache=True, **{cache_name: past})
             past = _cache_of(out)
             step_norms.append(hooks.pop_norms()[:, -1])
         hooks.capture = False
@@ -136,10 +137,9 @@ def generate_with_norms(model, hooks: HeadHooks, prompt_ids: list[list[int]], nu
     return Generation(norms=norms, tokens=tokens, natural_length=natural, prompt_ids=prompt_ids)
 
 
-def _cache_kwarg(model, past) -> dict:
+def _cache_kwarg_name(model) -> str:
     # transformers 5.x renamed ``past_key_values`` to ``cache``; support both spellings.
-    params = inspect.signature(model.forward).parameters
-    return {"cache": past} if "cache" in params else {"past_key_values": past}
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _cache_of(out):

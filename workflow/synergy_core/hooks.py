@@ -61,8 +61,8 @@ def model_shape(model) -> ModelShape:
     config = model.config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     n_heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head")
-    n_layers = len(output_projections(model))
-    proj = output_projections(model)[0]
+    projections = output_projections(model)
+    n_layers, proj = len(projections), projections[0]
     width = proj.in_features if hasattr(proj, "in_features") else proj.weight.shape[0]  # GPT-2 Conv1D
     if width % n_heads:
         raise RuntimeError(f"projection width {width} is not divisible by {n_heads} heads")
