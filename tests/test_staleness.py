@@ -28,6 +28,8 @@ import numpy as np
 import pytest
 import yaml
 
+from synergy_core.io import load_arrays
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = [
@@ -237,14 +239,14 @@ def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
             proc.wait()
     text = log_path.read_text()
     assert proc.returncode != 0, text[-3000:]  # it was interrupted, not finished
-    # which chunks had finished: jobid -> output of each phiid_chunk job of the log
-    outputs = dict((int(j), o) for o, j in re.findall(
-        r"rule phiid_chunk:\n(?:.*\n)*?\s+output: (\S+)\n(?:.*\n)*?\s+jobid: (\d+)", text))
-    finished_ids = re.findall(r"Finished jobid: (\d+) \(Rule: phiid_chunk\)", text)
-    done = {outputs[int(j)] for j in finished_ids}
+    assert re.search(r"Finished jobid: \d+ \(Rule: phiid_chunk\)", text), text[-3000:]
+    # The chunks on disk are the finished ones: outputs are written atomically, so a chunk
+    # killed mid-write leaves no file. (Mapping the log's job ids to outputs proved fragile.)
+    done = {str(p.relative_to(work)) for p in (work / CHUNKS).glob("*.npz")}
     all_chunks = {f"{CHUNKS}/chunk_{k}.npz" for k in range(CONFIG["phiid"]["n_chunks"])}
     assert done and done < all_chunks, (done, text[-3000:])
-    assert {str(p.relative_to(work)) for p in (work / CHUNKS).glob("*.npz")} == done
+    for c in done:
+        load_arrays(work / c, ("atoms",))  # complete and readable
     mtimes = {c: (work / c).stat().st_mtime_ns for c in done}
 
     # only the missing chunks and what depends on them (not the extraction, not done chunks)
