@@ -16,10 +16,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .models import BUILTIN_MODELS, is_builtin
+from .builtin import BUILTIN_MODELS, builtin_total_heads, is_builtin, total_heads
+from .phiid.kernel import MIN_SAMPLES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-MIN_SAMPLES = 5  # PhiID needs T = num_tokens - tau >= 5 samples (a 4x4 covariance of rank 4)
 
 
 class ConfigError(ValueError):
@@ -86,7 +86,9 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
             where = _key(err.absolute_path)
             raise ConfigError(f"config key {where}: {err.message} (check the spelling against "
                               "workflow/schemas/config.schema.yaml)")
-        raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}")
+        hint = err.schema.get("description") if err.validator == "pattern" else None
+        raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}"
+                          + (f" ({' '.join(hint.split())})" if hint else ""))
     _fill_defaults(config, schema)
     _expand_revisions(config)
     _check_semantics(config)
@@ -110,7 +112,7 @@ def _expand_revisions(config: dict) -> None:
             if new in config["models"] or new in expanded:
                 raise ConfigError(f"config key models.{name}.revisions: expanding {rev!r} gives "
                                   f"the model name {new!r}, which already exists")
-            expanded[new] = dict(spec, revision=rev, family=name)
+            expanded[new] = dict(spec, revision=rev)  # family: the entry's (default: its name)
     config["models"] = expanded
 
 
@@ -122,7 +124,7 @@ def _check_semantics(config: dict) -> None:
             f"config key phiid.tau: {phi['tau']} leaves fewer than {MIN_SAMPLES} samples with "
             f"generation.num_tokens = {gen['num_tokens']}; use tau <= {max(max_tau, 0)} or more tokens")
     if phi["backend"] == "phyid" and importlib.util.find_spec("phyid") is None:
-        from .phiid import PHYID_INSTALL
+        from .phiid.reference import PHYID_INSTALL
 
         raise ConfigError("config key phiid.backend: 'phyid' needs the reference library, which "
                           f"is not installed here (it is not on PyPI): {PHYID_INSTALL}")
@@ -154,9 +156,9 @@ def _check_semantics(config: dict) -> None:
             if spec.get("revision") and not re.fullmatch(r"step\d+", spec["revision"]):
                 raise ConfigError(f"{where}.revision: built-in models take step0, step1, ... "
                                   f"(training steps), not {spec['revision']!r}")
-            n_heads = _builtin_heads(spec["hf_id"])
+            n_total_heads = builtin_total_heads(spec["hf_id"])
         else:
-            n_heads = _cached_heads(spec, config.get("hf_home"))
+            n_total_heads = _cached_heads(spec, config.get("hf_home"))
         if (spec.get("revision") and not is_builtin(spec["hf_id"])
                 and not spec["hf_id"].lower().startswith("eleutherai/pythia")):
             raise ConfigError(f"{where}.revision: training-checkpoint revisions are only defined "
@@ -166,20 +168,11 @@ def _check_semantics(config: dict) -> None:
             if not (path / "config.json").is_file():
                 raise ConfigError(f"{where}.local_path: {path} is not a Hugging Face model "
                                   "directory (no config.json there)")
-        if n_heads is not None:
-            n_pairs = n_heads * (n_heads - 1) // 2
+        if n_total_heads is not None:
+            n_pairs = n_total_heads * (n_total_heads - 1) // 2
             if phi["n_chunks"] > n_pairs:
                 raise ConfigError(f"config key phiid.n_chunks: {phi['n_chunks']} chunks for "
                                   f"{n_pairs} head pairs of model {name}; use at most {n_pairs}")
-
-
-def _builtin_heads(hf_id: str) -> int:
-    from .models import builtin_config
-
-    cfg = builtin_config(hf_id, vocab_size=258)
-    n_layers = getattr(cfg, "num_hidden_layers", None) or cfg.n_layer
-    n_heads = getattr(cfg, "num_attention_heads", None) or cfg.n_head
-    return n_layers * n_heads
 
 
 def export_environment(config: dict, workflow_dir: str | Path) -> None:
@@ -201,35 +194,50 @@ def ablated_models(config: dict) -> list[str]:
     return list(chosen)
 
 
+def hub_cache_file(hf_id: str, filename: str, revision: str | None = None,
+                   hf_home: str | None = None) -> Path | None:
+    """The local copy of one file of a hub model, or None when it is not cached.
+
+    Reads the Hugging Face cache layout directly (``<cache>/models--org--name/refs/<revision>``
+    holds a commit, the file is under ``snapshots/<commit>/``) so that checking a config never
+    imports huggingface_hub or opens a connection. The cache is ``hf_home/hub``, else
+    ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+    """
+    if hf_home:
+        cache = Path(hf_home) / "hub"
+    elif os.environ.get("HF_HUB_CACHE"):
+        cache = Path(os.environ["HF_HUB_CACHE"])
+    else:
+        cache = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    repo = cache / ("models--" + hf_id.replace("/", "--"))
+    ref = repo / "refs" / (revision or "main")
+    if ref.is_file():
+        commit = ref.read_text().strip()
+    elif revision and re.fullmatch(r"[0-9a-f]{40}", revision):
+        commit = revision
+    else:
+        return None
+    path = repo / "snapshots" / commit / filename
+    return path if path.is_file() else None
+
+
 def _cached_heads(spec: dict, hf_home: str | None) -> int | None:
     """Total heads of a hub model if its config.json is already local (no network), else None."""
     import json
 
-    path = None
     if spec.get("local_path"):
         path = Path(spec["local_path"]) / "config.json"
     else:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(
-                spec["hf_id"], "config.json", revision=spec.get("revision"),
-                cache_dir=str(Path(hf_home) / "hub") if hf_home else None)
-            path = Path(found) if isinstance(found, str) else None
-        except Exception:  # noqa: BLE001 - a cache lookup must never break validation
-            return None
+        path = hub_cache_file(spec["hf_id"], "config.json", spec.get("revision"), hf_home)
     if path is None or not path.is_file():
         return None
-    cfg = json.loads(path.read_text())
-    cfg = cfg.get("text_config", cfg)
-    layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
-    heads = cfg.get("num_attention_heads") or cfg.get("n_head")
-    return layers * heads if layers and heads else None
+    try:
+        return total_heads(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):  # a damaged config: loading will say so
+        return None
 
 
 def model_spec(config: dict, name: str) -> dict:
-    """The full spec of a configured model, with the cache directory resolved."""
-    spec = dict(config["models"][name])
-    spec["name"] = name
-    spec["cache_dir"] = str(Path(config["hf_home"]) / "hub") if config.get("hf_home") else None
-    return spec
+    """The spec of a configured model plus its ``name``: only what identifies the weights
+    (where the cache lives is the environment's ``HF_HOME``, so moving it reruns nothing)."""
+    return dict(config["models"][name], name=name)

@@ -18,11 +18,13 @@ isolated ones included.
 
 from __future__ import annotations
 
-import numpy as np
 import networkx as nx
+import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.sparse import csgraph
+
+from .resample import bootstrap_weights, percentile_ci, weighted_pair_means
 
 __all__ = [
     "n_top_edges",
@@ -145,7 +147,7 @@ def graph_metrics(matrix, fraction: float = 0.10, seed: int = 0) -> dict:
     return _metrics(m.shape[0], top_edge_pairs(m, fraction), seed)
 
 
-def bootstrap_graph_metrics(per_prompt_values, pairs, n_heads: int, fraction: float = 0.10,
+def bootstrap_graph_metrics(per_prompt_values, pairs, n_total_heads: int, fraction: float = 0.10,
                             n_boot: int = 200, seed: int = 0, ci: float = 0.95) -> dict:
     """Bootstrap over prompts of :func:`graph_metrics` of the prompt-mean pair matrix.
 
@@ -159,8 +161,8 @@ def bootstrap_graph_metrics(per_prompt_values, pairs, n_heads: int, fraction: fl
         Per-prompt values of each pair (e.g. ``PairwisePhiID.per_prompt_sts``, nats), NaN for
         degenerate cells.
     pairs : array_like, int, shape [P, 2]
-    n_heads : int
-        Number of heads H.
+    n_total_heads : int
+        Number of heads H (all layers).
     fraction : float, default 0.10
     n_boot : int, default 200
     seed : int, default 0
@@ -187,8 +189,6 @@ def bootstrap_graph_metrics(per_prompt_values, pairs, n_heads: int, fraction: fl
     intervals to compare conditions resampled the same way (e.g. trained vs randomly
     initialised model), not as coverage intervals for the estimate.
     """
-    from .stats import _percentile_ci, bootstrap_weights, weighted_pair_means
-
     x = np.asarray(per_prompt_values, dtype=np.float64)
     pairs = np.asarray(pairs, dtype=np.int64)
     if x.ndim != 2 or pairs.shape != (x.shape[0], 2):
@@ -200,13 +200,13 @@ def bootstrap_graph_metrics(per_prompt_values, pairs, n_heads: int, fraction: fl
     means = weighted_pair_means(x, w)                                # [P, 1 + B]
     names = ("global_efficiency", "modularity", "n_communities")
     out = {k: np.full(w.shape[1], np.nan) for k in names}
-    m = np.full((n_heads, n_heads), np.nan)
+    m = np.full((n_total_heads, n_total_heads), np.nan)
     for b in range(w.shape[1]):
         m[pairs[:, 0], pairs[:, 1]] = means[:, b]
         m[pairs[:, 1], pairs[:, 0]] = means[:, b]
         r = graph_metrics(m, fraction, seed)
         for k in names:
             out[k][b] = r[k]
-    rows = [dict(metric=k, estimate=out[k][0], **_percentile_ci(out[k][1:], ci)) for k in names]
+    rows = [dict(metric=k, estimate=out[k][0], **percentile_ci(out[k][1:], ci)) for k in names]
     return {"summary": pd.DataFrame(rows), "samples": {k: v[1:] for k, v in out.items()},
             "n_boot": int(n_boot), "seed": seed, "ci": ci}

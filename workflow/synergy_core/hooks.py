@@ -60,7 +60,7 @@ def model_shape(model) -> ModelShape:
     """Layers, heads and head_dim from the model's (text) config and its projection width."""
     config = model.config
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n_heads = getattr(text, "num_attention_heads", None) or getattr(text, "n_head")
+    n_heads = getattr(text, "num_attention_heads", None) or text.n_head
     projections = output_projections(model)
     n_layers, proj = len(projections), projections[0]
     width = proj.in_features if hasattr(proj, "in_features") else proj.weight.shape[0]  # GPT-2 Conv1D

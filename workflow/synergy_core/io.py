@@ -75,6 +75,46 @@ def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tupl
     return arrays, provenance
 
 
+#: What every activations file holds (written by the extraction stage).
+ACTIVATION_KEYS = ("acts", "head_labels", "prompt_ids", "categories", "layer", "head")
+
+
+def load_activations(path: str | os.PathLike, required: tuple[str, ...] = ACTIVATION_KEYS
+                     ) -> tuple[dict, dict]:
+    """Read an activations file (``acts`` float [prompts, heads, steps] and its labels), checking
+    that ``acts`` agrees with the head labels: ``(arrays, provenance)``."""
+    arrays, prov = load_arrays(path, tuple(dict.fromkeys(ACTIVATION_KEYS + tuple(required))))
+    acts = arrays["acts"]
+    if acts.ndim != 3 or acts.shape[1] != len(arrays["head_labels"]):
+        raise CorruptOutputError(f"{path}: acts has shape {acts.shape}, inconsistent with "
+                                 f"{len(arrays['head_labels'])} head labels")
+    return arrays, prov
+
+
+def load_phiid(phiid_path, acts_path, required: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Read a merged PhiID file and check it was made from the activations at ``acts_path``
+    (a file from another model or older activations is named and refused)."""
+    arrays, prov = load_arrays(phiid_path, required)
+    _, acts_prov = load_arrays(acts_path)
+    if prov.get("activations_hash") != acts_prov.get("config_hash"):
+        raise CorruptOutputError(
+            f"{phiid_path}: made from activations {prov.get('activations_hash')!r}, but "
+            f"{acts_path} holds {acts_prov.get('config_hash')!r} (another model or older "
+            "activations); delete it and rerun")
+    return arrays, prov
+
+
+def head_layout(layer, head) -> tuple[int, int]:
+    """``(n_layers, n_heads)`` (heads per layer) of layer-major per-head ``layer``/``head``
+    index arrays, as stored in activation and PhiID files."""
+    layer, head = np.asarray(layer), np.asarray(head)
+    n_layers, n_heads = int(layer.max()) + 1, int(head.max()) + 1
+    if layer.size != n_layers * n_heads:
+        raise CorruptOutputError(f"{layer.size} heads do not form {n_layers} layers x "
+                                 f"{n_heads} heads")
+    return n_layers, n_heads
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     path = Path(path)
@@ -91,6 +131,34 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def write_table(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame as a tab-separated file atomically (floats at full precision)."""
     write_text(path, frame.to_csv(sep="\t", index=False, float_format="%.17g"))
+
+
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()):
+    """Read a tab-separated table written by :func:`write_table` as a pandas DataFrame.
+
+    Raises :class:`CorruptOutputError` naming the file when it cannot be parsed or lacks any of
+    the ``required`` columns.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep="\t")
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        raise CorruptOutputError(f"{path}: unreadable table ({err}); delete it and rerun") from err
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise CorruptOutputError(f"{path}: missing columns {missing}; delete it and rerun")
+    return frame
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """Read a JSON document written by :func:`write_json` (errors name the file)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CorruptOutputError(f"{path}: unreadable JSON ({err}); delete it and rerun") from err
 
 
 def write_json(path: str | os.PathLike, obj) -> None:

@@ -28,25 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-BUILTIN_PREFIX = "builtin:"
+from .builtin import BUILTIN_MODELS, BUILTIN_PREFIX, TINY_CONFIGS, is_builtin
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>")
-
-# Small enough to run the whole workflow on 2 CPU cores in seconds, big enough to have structure
-# (several layers and heads, head_dim > 1). Vocabulary size is filled in from the tokenizer.
-_TINY_CONFIGS = {
-    "tiny-gpt-neox": ("gpt_neox", dict(hidden_size=64, num_hidden_layers=6, num_attention_heads=4,
-                                       intermediate_size=256, rotary_pct=0.25)),
-    "tiny-llama": ("llama", dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-                                 num_key_value_heads=2, intermediate_size=128)),
-    "tiny-qwen3": ("qwen3", dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-                                 num_key_value_heads=2, head_dim=24, intermediate_size=128)),
-    "tiny-gemma3": ("gemma3_text", dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
-                                        num_key_value_heads=2, head_dim=16, intermediate_size=128,
-                                        sliding_window=16, query_pre_attn_scalar=16)),
-    "tiny-gpt2": ("gpt2", dict(n_embd=64, n_layer=3, n_head=4)),
-}
-BUILTIN_MODELS = tuple(BUILTIN_PREFIX + name for name in _TINY_CONFIGS)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -64,10 +49,6 @@ class ModelShape:
     @property
     def n_total_heads(self) -> int:
         return self.n_layers * self.n_heads
-
-
-def is_builtin(hf_id: str) -> bool:
-    return hf_id.startswith(BUILTIN_PREFIX)
 
 
 @contextlib.contextmanager
@@ -125,9 +106,9 @@ def builtin_config(name: str, vocab_size: int):
     from transformers import AutoConfig
 
     key = name[len(BUILTIN_PREFIX):] if is_builtin(name) else name
-    if key not in _TINY_CONFIGS:
+    if key not in TINY_CONFIGS:
         raise ValueError(f"unknown built-in model {name!r}; choose one of {', '.join(BUILTIN_MODELS)}")
-    model_type, kwargs = _TINY_CONFIGS[key]
+    model_type, kwargs = TINY_CONFIGS[key]
     extra = dict(vocab_size=vocab_size, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 2,
                  pad_token_id=vocab_size - 1)
     if model_type == "gpt2":
@@ -138,14 +119,13 @@ def builtin_config(name: str, vocab_size: int):
 
 
 def _source(spec: dict) -> tuple[str, dict]:
-    """Where a hub model is read from: its local path, or its id plus revision and cache dir."""
+    """Where a hub model is read from: its local path, or its id plus revision (the cache is
+    ``$HF_HOME/hub``; the workflow exports ``HF_HOME`` from the config's ``hf_home``)."""
     if spec.get("local_path"):
         return spec["local_path"], {}
     kw = {}
     if spec.get("revision"):
         kw["revision"] = spec["revision"]
-    if spec.get("cache_dir"):
-        kw["cache_dir"] = spec["cache_dir"]
     return spec["hf_id"], kw
 
 
@@ -163,7 +143,7 @@ def _unavailable(spec: dict, err: Exception) -> ModelUnavailableError:
                 "the network is (e.g. the login node): `snakemake download_models --cores 1 "
                 "[--configfile ...]`, or `huggingface-cli download "
                 f"{spec['hf_id']}" + (f" --revision {spec['revision']}" if spec.get("revision") else "")
-                + "` with the same HF_HOME/cache_dir")
+                + "` with the same HF_HOME")
     return ModelUnavailableError(f"model {_describe(spec)}: {hint}. ({type(err).__name__}: {err})")
 
 

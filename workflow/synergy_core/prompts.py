@@ -6,15 +6,6 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-CATEGORIES = (
-    "Syntax and Grammar Correction",
-    "Part of Speech Tagging",
-    "Basic Numerical Reasoning",
-    "Basic Common Sense Reasoning",
-    "Abstract Reasoning and Creative Thinking",
-    "Emotional Intelligence and Social Cognition",
-)
-
 
 @dataclass(frozen=True)
 class Prompt:

@@ -12,19 +12,49 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import sparse, stats
+
+
+def layer_depth(n_layers: int) -> np.ndarray:
+    """Normalised depth ``l / (L - 1)`` of each layer, shape [L] (zeros when L == 1)."""
+    if n_layers == 1:
+        return np.zeros(1)
+    return np.arange(n_layers) / (n_layers - 1)
+
+
+def pair_incidence(pairs: np.ndarray, n_total_heads: int) -> sparse.csr_matrix:
+    """Sparse head x pair incidence matrix ``[H, P]`` (1 where the head is in the pair)."""
+    pairs = np.asarray(pairs)
+    p = pairs.shape[0]
+    rows = pairs.T.ravel()
+    cols = np.tile(np.arange(p), 2)
+    return sparse.csr_matrix((np.ones(2 * p), (rows, cols)), shape=(n_total_heads, p))
+
+
+def head_means(pair_values: np.ndarray, incidence: sparse.csr_matrix) -> np.ndarray:
+    """A head's value: the NaN-ignoring mean over its pairs, ``[P] or [P, B] -> [H] or [H, B]``
+    (NaN for heads without a finite pair value). ``incidence`` is :func:`pair_incidence`."""
+    finite = np.isfinite(pair_values)
+    if finite.all():
+        total = incidence @ pair_values
+        count = np.asarray(incidence.sum(axis=1)).reshape((-1,) + (1,) * (pair_values.ndim - 1))
+    else:
+        total = incidence @ np.where(finite, pair_values, 0.0)
+        count = incidence @ finite.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = total / count
+    return np.where(count > 0, out, np.nan)
 
 
 def per_head_means(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean of each row of a symmetric ``[H, H]`` pair matrix over its off-diagonal, non-NaN
-    entries, and the count of NaN off-diagonal entries per row. All-NaN rows give NaN."""
-    m = np.array(matrix, dtype=float, copy=True)
-    np.fill_diagonal(m, np.nan)
-    off = ~np.eye(len(m), dtype=bool)
-    nan_count = (np.isnan(m) & off).sum(axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(m, axis=1), nan_count
+    """:func:`head_means` of a symmetric ``[H, H]`` pair matrix (its upper triangle), and the
+    number of NaN pairs per head. All-NaN rows give NaN."""
+    m = np.asarray(matrix, dtype=float)
+    i, j = np.triu_indices(len(m), k=1)
+    values = m[i, j]
+    inc = pair_incidence(np.stack([i, j], axis=1), len(m))
+    nan_count = np.rint(inc @ np.isnan(values).astype(np.float64)).astype(np.int64)
+    return head_means(values, inc), nan_count
 
 
 def rank_difference(synergy: np.ndarray, redundancy: np.ndarray) -> dict[str, np.ndarray]:
@@ -59,9 +89,9 @@ def rank_heads(sts: np.ndarray, rtr: np.ndarray, n_layers: int, n_heads: int,
     ranks = rank_difference(synergy, redundancy)
     layer = np.repeat(np.arange(n_layers), n_heads)
     head = np.tile(np.arange(n_heads), n_layers)
-    depth = layer / (n_layers - 1) if n_layers > 1 else np.zeros_like(layer, dtype=float)
+    depth = layer_depth(n_layers)[layer]
     return pd.DataFrame({
-        "head_label": labels if labels is not None else [f"L{l}H{h}" for l, h in zip(layer, head)],
+        "head_label": labels if labels is not None else [f"L{ly}H{h}" for ly, h in zip(layer, head)],
         "layer": layer, "head": head, "depth": depth,
         "synergy": synergy, "redundancy": redundancy, **ranks,
         "nan_pairs": np.maximum(nan_sts, nan_rtr),
@@ -84,7 +114,7 @@ def synergy_redundancy_correlation(table: pd.DataFrame) -> dict[str, float]:
     """
     ok = table[["synergy", "redundancy"]].dropna()
     if len(ok) < 3:
-        return {"spearman": np.nan, "pearson": np.nan, "n_heads": len(ok)}
+        return {"spearman": np.nan, "pearson": np.nan, "n_valid_heads": len(ok)}
     return {"spearman": float(stats.spearmanr(ok.synergy, ok.redundancy).statistic),
             "pearson": float(stats.pearsonr(ok.synergy, ok.redundancy).statistic),
-            "n_heads": len(ok)}
+            "n_valid_heads": len(ok)}

@@ -7,7 +7,7 @@ prompt), and all resamples are evaluated at once with matrix products.
 Conventions (the same as :mod:`synergy_core.ranking` and :mod:`synergy_core.phiid`):
 
 * heads are layer-major (head index = ``layer * n_heads + head``), ``H`` heads in all;
-* ``pairs`` is ``[P, 2]`` with ``i < j`` (normally :func:`phiid.upper_triangle_pairs`);
+* ``pairs`` is ``[P, 2]`` with ``i < j`` (normally :func:`phiid.chunks.upper_triangle_pairs`);
 * ``per_prompt_sts`` / ``per_prompt_rtr`` are ``[P, prompts]`` in nats, NaN for degenerate
   (pair, prompt) cells;
 * a head's synergy (redundancy) is the mean over its pairs of the pair's prompt-mean sts (rtr),
@@ -27,17 +27,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from scipy import stats as sps
 
-from .ranking import rank_difference
+from .ranking import head_means, layer_depth, pair_incidence, rank_difference
+from .resample import bootstrap_weights, percentile_ci, weighted_pair_means
 
 __all__ = [
     "MIDDLE_THIRD",
-    "bootstrap_weights",
-    "weighted_pair_means",
-    "head_means",
-    "syn_red_from_ranks",
     "syn_red_from_prompt_weights",
     "layer_means",
     "inverted_u_score",
@@ -45,7 +41,6 @@ __all__ = [
     "split_half_reliability",
     "circular_shift_surrogate",
     "surrogate_null",
-    "ablation_auc_stats",
     "category_profiles",
 ]
 
@@ -70,7 +65,7 @@ def _quiet():
         yield
 
 
-def _check_per_prompt(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total):
+def _check_per_prompt(per_prompt_sts, per_prompt_rtr, pairs, n_total_heads):
     sts = np.asarray(per_prompt_sts, dtype=np.float64)
     rtr = np.asarray(per_prompt_rtr, dtype=np.float64)
     pairs = np.asarray(pairs)
@@ -79,9 +74,9 @@ def _check_per_prompt(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total):
                          f"{sts.shape} and {rtr.shape}")
     if pairs.ndim != 2 or pairs.shape != (sts.shape[0], 2):
         raise ValueError(f"pairs must have shape [{sts.shape[0]}, 2], got {pairs.shape}")
-    h = int(n_heads_total)
+    h = int(n_total_heads)
     if pairs.size and (pairs.min() < 0 or pairs.max() >= h):
-        raise ValueError(f"pairs must index heads in [0, n_heads_total={h})")
+        raise ValueError(f"pairs must index heads in [0, n_total_heads={h})")
     if pairs.size and np.any(pairs[:, 0] == pairs[:, 1]):
         raise ValueError("pairs must not contain a head paired with itself")
     return sts, rtr, pairs.astype(np.int64, copy=False), h
@@ -100,10 +95,10 @@ def _check_weights(weights, n_prompts):
     return w, squeeze
 
 
-def _check_layer(layer, n_layers, n_heads=None):
+def _check_layer(layer, n_layers, n_total_heads=None):
     layer = np.asarray(layer)
-    if layer.ndim != 1 or (n_heads is not None and layer.shape[0] != n_heads):
-        raise ValueError(f"layer must be [H]{'' if n_heads is None else f' with H={n_heads}'}, "
+    if layer.ndim != 1 or (n_total_heads is not None and layer.shape[0] != n_total_heads):
+        raise ValueError(f"layer must be [H]{'' if n_total_heads is None else f' with H={n_total_heads}'}, "
                          f"got shape {layer.shape}")
     n_layers = int(n_layers)
     if n_layers < 1:
@@ -113,101 +108,11 @@ def _check_layer(layer, n_layers, n_heads=None):
     return layer.astype(np.int64, copy=False), n_layers
 
 
-def _depth(n_layers: int) -> np.ndarray:
-    """Normalised depth ``l / (L - 1)`` of each layer, shape [L] (zeros when L == 1)."""
-    if n_layers == 1:
-        return np.zeros(1)
-    return np.arange(n_layers) / (n_layers - 1)
-
-
-def bootstrap_weights(n_prompts: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Prompt multiplicities of ``n_boot`` bootstrap resamples (with replacement).
-
-    Returns
-    -------
-    np.ndarray, float64, shape [prompts, n_boot]
-        Column ``b`` counts how often each prompt was drawn; every column sums to ``prompts``.
-    """
-    draws = rng.integers(0, n_prompts, size=(n_boot, n_prompts))
-    offsets = (np.arange(n_boot) * n_prompts)[:, None]
-    counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_prompts)
-    return counts.reshape(n_boot, n_prompts).T.astype(np.float64)
-
-
-def _percentile_ci(samples: np.ndarray, ci: float, axis: int = -1) -> dict:
-    """``ci_low``, ``ci_high`` (percentile interval), ``boot_mean``, ``boot_se`` (sd, ddof=1)
-    and ``n_valid`` (finite samples) along ``axis``, NaN samples skipped."""
-    if not 0 < ci < 1:
-        raise ValueError(f"ci must lie in (0, 1), got {ci}")
-    q = [100 * (1 - ci) / 2, 100 * (1 + ci) / 2]
-    with _quiet():
-        lo, hi = np.nanpercentile(samples, q, axis=axis)
-        mean = np.nanmean(samples, axis=axis)
-        se = np.nanstd(samples, axis=axis, ddof=1)
-    n = np.isfinite(samples).sum(axis=axis)
-    return {"ci_low": lo, "ci_high": hi, "boot_mean": mean, "boot_se": se, "n_valid": n}
-
 
 # --------------------------------------------------------------------------------------
 # 1. syn_red under prompt weights
 # --------------------------------------------------------------------------------------
-def weighted_pair_means(per_prompt: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Prompt-weighted NaN-ignoring mean of each pair's per-prompt values.
-
-    Parameters
-    ----------
-    per_prompt : np.ndarray, float, shape [P, prompts]
-        Per-prompt values (nats), NaN for degenerate cells.
-    weights : np.ndarray, float, shape [prompts, B]
-        Nonnegative prompt weights, one column per resample.
-
-    Returns
-    -------
-    np.ndarray, float64, shape [P, B]
-        ``sum_n w[n, b] x[p, n] / sum_n w[n, b] [x[p, n] finite]``; NaN where no prompt with
-        positive weight has a finite value.
-    """
-    x = np.asarray(per_prompt, dtype=np.float64)
-    valid = np.isfinite(x)
-    if valid.all():
-        num = x @ weights
-        den = weights.sum(axis=0)[None, :]
-    else:
-        num = np.where(valid, x, 0.0) @ weights
-        den = valid.astype(np.float64) @ weights
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / den, np.nan)
-
-
-def _incidence(pairs: np.ndarray, n_heads_total: int) -> sparse.csr_matrix:
-    """Sparse head x pair incidence matrix ``[H, P]`` (1 where the head is in the pair)."""
-    p = pairs.shape[0]
-    rows = pairs.T.ravel()
-    cols = np.tile(np.arange(p), 2)
-    return sparse.csr_matrix((np.ones(2 * p), (rows, cols)), shape=(n_heads_total, p))
-
-
-def head_means(pair_values: np.ndarray, incidence: sparse.csr_matrix) -> np.ndarray:
-    """NaN-ignoring mean over each head's pairs, ``[P, B] -> [H, B]`` (NaN for heads without a
-    finite pair value). ``incidence`` is the ``[H, P]`` head x pair matrix."""
-    finite = np.isfinite(pair_values)
-    if finite.all():
-        total = incidence @ pair_values
-        count = np.asarray(incidence.sum(axis=1))
-    else:
-        total = incidence @ np.where(finite, pair_values, 0.0)
-        count = incidence @ finite.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = total / count
-    return np.where(count > 0, out, np.nan)
-
-
-def syn_red_from_ranks(synergy: np.ndarray, redundancy: np.ndarray) -> np.ndarray:
-    """Column-wise ``syn_red`` of :func:`ranking.rank_difference`: ``[H, B] -> [H, B]``."""
-    return rank_difference(synergy, redundancy)["syn_red"]
-
-
-def syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total: int,
+def syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_total_heads: int,
                                 weights) -> np.ndarray:
     """The pipeline's ``syn_red`` with prompts weighted, for many weight vectors at once.
 
@@ -224,7 +129,7 @@ def syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_heads_t
     pairs : array_like, int, shape [P, 2]
         Head indices of each pair (``i < j``). Heads pairs not listed are ignored, like the
         NaN entries of the pipeline's pair matrices.
-    n_heads_total : int
+    n_total_heads : int
         Number of heads H (all layers).
     weights : array_like, float, shape [prompts] or [prompts, B]
         Nonnegative prompt weights: bootstrap multiplicities, 0/1 split-half indicators, or
@@ -247,15 +152,15 @@ def syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_heads_t
     head x pair product, in blocks of 256 resamples; about 1 s per 1,000 resamples for
     8,128 pairs x 60 prompts.
     """
-    sts, rtr, pairs, h = _check_per_prompt(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total)
+    sts, rtr, pairs, h = _check_per_prompt(per_prompt_sts, per_prompt_rtr, pairs, n_total_heads)
     w, squeeze = _check_weights(weights, sts.shape[1])
-    inc = _incidence(pairs, h)
+    inc = pair_incidence(pairs, h)
     out = np.empty((h, w.shape[1]))
     for b0 in range(0, w.shape[1], _BLOCK):
         wb = w[:, b0:b0 + _BLOCK]
         syn = head_means(weighted_pair_means(sts, wb), inc)
         red = head_means(weighted_pair_means(rtr, wb), inc)
-        out[:, b0:b0 + _BLOCK] = syn_red_from_ranks(syn, red)
+        out[:, b0:b0 + _BLOCK] = rank_difference(syn, red)["syn_red"]
     return out[:, 0] if squeeze else out
 
 
@@ -334,7 +239,7 @@ def inverted_u_score(syn_red, layer, n_layers: int) -> dict:
     if v2.ndim != 2:
         raise ValueError(f"syn_red must be [H] or [H, B], got shape {v.shape}")
     layer, n_layers = _check_layer(layer, n_layers, v2.shape[0])
-    depth = _depth(n_layers)
+    depth = layer_depth(n_layers)
     lm = layer_means(v2, layer, n_layers)
     head_depth = depth[layer]
     middle = (head_depth >= MIDDLE_THIRD[0] - _DEPTH_TOL) & (head_depth <= MIDDLE_THIRD[1] + _DEPTH_TOL)
@@ -403,11 +308,11 @@ def bootstrap_profile(per_prompt_sts, per_prompt_rtr, pairs, layer, n_layers: in
                        axis=1)
     sr = syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, len(layer), w)
     sc = inverted_u_score(sr, layer, n_layers)
-    rows = [dict(score=name, estimate=sc[name][0], **_percentile_ci(sc[name][1:], ci))
+    rows = [dict(score=name, estimate=sc[name][0], **percentile_ci(sc[name][1:], ci))
             for name in ("mid_minus_outer", "quad_coef")]
     layers = pd.DataFrame({"layer": np.arange(n_layers), "depth": sc["depth"],
                            "syn_red_mean": sc["layer_mean"][:, 0],
-                           **_percentile_ci(sc["layer_mean"][:, 1:], ci, axis=1)})
+                           **percentile_ci(sc["layer_mean"][:, 1:], ci, axis=1)})
     return {"scores": pd.DataFrame(rows), "layers": layers, "syn_red": sr[:, 0],
             "samples": {"mid_minus_outer": sc["mid_minus_outer"][1:],
                         "quad_coef": sc["quad_coef"][1:], "layer_mean": sc["layer_mean"][:, 1:]},
@@ -431,7 +336,7 @@ def _spearman_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def split_half_reliability(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total: int,
+def split_half_reliability(per_prompt_sts, per_prompt_rtr, pairs, n_total_heads: int,
                            n_splits: int = 100, seed: int = 0) -> dict:
     """Agreement of ``syn_red`` computed on two disjoint halves of the prompts.
 
@@ -445,7 +350,7 @@ def split_half_reliability(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total:
     ----------
     per_prompt_sts, per_prompt_rtr : array_like, float, shape [P, prompts]
     pairs : array_like, int, shape [P, 2]
-    n_heads_total : int
+    n_total_heads : int
     n_splits : int, default 100
     seed : int, default 0
 
@@ -467,7 +372,7 @@ def split_half_reliability(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total:
         perm = rng.permutation(n_prompts)
         w[perm[:half], 2 * s] = 1.0
         w[perm[half:2 * half], 2 * s + 1] = 1.0
-    sr = syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_heads_total, w)
+    sr = syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, n_total_heads, w)
     r = _spearman_columns(sr[:, 0::2], sr[:, 1::2])
     with _quiet():
         mean = float(np.nanmean(r))
@@ -524,7 +429,7 @@ def surrogate_null(acts, layer, n_layers: int, tau: int = 1, n_surrogates: int =
         ``null >= real`` for ``mid_minus_outer``, ``null <= real`` for ``quad_coef``
         (negative = inverted U). Values lie in (0, 1]; NaN if the real score is NaN.
     """
-    from .phiid import phiid_all_pairs
+    from .phiid.all_pairs import phiid_all_pairs
 
     acts = np.asarray(acts)
     if acts.ndim != 3:
@@ -555,103 +460,6 @@ def surrogate_null(acts, layer, n_layers: int, tau: int = 1, n_surrogates: int =
     return {"real": {k: real[k] for k in ("mid_minus_outer", "quad_coef")},
             "real_layer_mean": real["layer_mean"], "null": null, "null_layer_mean": null_lm,
             "p_value": p, "n_surrogates": int(n_surrogates), "seed": seed, "tau": tau}
-
-
-# --------------------------------------------------------------------------------------
-# 6. Ablation AUC statistics
-# --------------------------------------------------------------------------------------
-def _trapezoid_weights(x: np.ndarray) -> np.ndarray:
-    """Weights ``w`` with ``sum(w * y) == np.trapezoid(y, x)`` for increasing ``x`` [K]."""
-    w = np.zeros(len(x))
-    if len(x) > 1:
-        dx = np.diff(x)
-        w[:-1] += dx / 2
-        w[1:] += dx / 2
-    return w
-
-
-def ablation_auc_stats(long: pd.DataFrame, n_boot: int = 1000, seed: int = 0,
-                       ci: float = 0.95) -> dict:
-    """AUCs of the ablation curves, their ratios to random orders, with bootstrap CIs.
-
-    An order's AUC is the trapezoid area (nats x fraction of heads) under its prompt-mean KL
-    curve over ``fraction_removed``, as in :func:`ablation.auc_table`; the random reference is
-    the mean AUC of the random orders (seeds). Bootstrap: prompts are resampled with
-    replacement and every curve's AUC is recomputed from the same resample (paired). Since the
-    AUC is linear in the prompt-mean curve, all resamples are two matrix products.
-
-    Parameters
-    ----------
-    long : DataFrame
-        The long ablation table: ``order`` (``synergistic_first``, ``redundant_first``,
-        ``random``), ``seed``, ``n_removed``, ``fraction_removed``, ``prompt``, ``kl`` (nats).
-        Duplicate rows of one (order, seed, fraction, prompt) are averaged; missing or NaN
-        cells are skipped in the prompt means; a fraction with no finite value for a curve is
-        left out of that curve.
-    n_boot : int, default 1000
-    seed : int, default 0
-    ci : float, default 0.95
-
-    Returns
-    -------
-    dict
-        ``summary`` : DataFrame with one row per quantity (``auc_synergistic_first``,
-        ``auc_redundant_first``, ``auc_random``, ``ratio_synergistic_random``,
-        ``ratio_redundant_random``) and columns ``estimate``, ``ci_low``, ``ci_high``,
-        ``boot_mean``, ``boot_se``, ``n_valid``; missing orders give NaN.
-        ``frac_random_beaten`` : fraction of the random orders whose AUC (all prompts) is
-        below the synergistic-first AUC.
-        ``random_auc`` : [R] AUC of each random order (seeds in ascending order);
-        ``samples`` : dict quantity -> [n_boot]; ``n_random``, ``n_prompts``.
-    """
-    need = {"order", "seed", "fraction_removed", "prompt", "kl"}
-    if missing := need - set(long.columns):
-        raise ValueError(f"long table lacks columns {sorted(missing)}")
-    g = long.groupby(["order", "seed", "fraction_removed", "prompt"], sort=True).kl.mean()
-    curve_codes, curves = pd.MultiIndex.from_arrays(
-        [g.index.get_level_values(0), g.index.get_level_values(1)]).factorize(sort=True)
-    frac_codes, fracs = pd.factorize(g.index.get_level_values(2), sort=True)
-    prompt_codes, prompts = pd.factorize(g.index.get_level_values(3), sort=True)
-    c, k, n = len(curves), len(fracs), len(prompts)
-    cube = np.full((c, k, n), np.nan)
-    cube[curve_codes, frac_codes, prompt_codes] = g.to_numpy(dtype=np.float64)
-
-    rng = np.random.default_rng(seed)
-    w = np.concatenate([np.ones((n, 1)), bootstrap_weights(n, int(n_boot), rng)], axis=1)
-    valid = np.isfinite(cube)
-    mean = weighted_pair_means(cube.reshape(c * k, n), w).reshape(c, k, -1)   # [C, K, 1+B]
-    avail = valid.any(axis=2)                                                  # [C, K]
-    fr = np.asarray(fracs, dtype=np.float64)
-    tw = np.zeros((c, k))
-    for i in range(c):
-        tw[i, avail[i]] = _trapezoid_weights(fr[avail[i]])
-    auc = np.einsum("ck,ckb->cb", tw, np.where(avail[:, :, None], mean, 0.0))  # [C, 1+B]
-
-    order_of = np.array([o for o, _ in curves])
-    seed_of = np.array([s for _, s in curves])
-
-    def order_auc(name):
-        sel = order_of == name
-        if not sel.any():
-            return np.full(auc.shape[1], np.nan)
-        return auc[sel].mean(axis=0)
-
-    syn = order_auc("synergistic_first")
-    red = order_auc("redundant_first")
-    rnd = order_auc("random")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        quantities = {"auc_synergistic_first": syn, "auc_redundant_first": red, "auc_random": rnd,
-                      "ratio_synergistic_random": syn / rnd, "ratio_redundant_random": red / rnd}
-    rows = [dict(quantity=name, estimate=v[0], **_percentile_ci(v[1:], ci))
-            for name, v in quantities.items()]
-    rand_sel = order_of == "random"
-    rand_idx = np.flatnonzero(rand_sel)[np.argsort(seed_of[rand_sel], kind="stable")]
-    random_auc = auc[rand_idx, 0]
-    beaten = float(np.mean(random_auc < syn[0])) if random_auc.size and np.isfinite(syn[0]) else np.nan
-    return {"summary": pd.DataFrame(rows), "frac_random_beaten": beaten, "random_auc": random_auc,
-            "samples": {name: v[1:] for name, v in quantities.items()},
-            "n_random": int(random_auc.size), "n_prompts": n, "n_boot": int(n_boot), "seed": seed,
-            "ci": ci}
 
 
 # --------------------------------------------------------------------------------------
@@ -688,7 +496,7 @@ def category_profiles(per_prompt_sts, per_prompt_rtr, pairs, categories, layer,
     w[np.arange(len(cats)), codes] = 1.0
     sr = syn_red_from_prompt_weights(per_prompt_sts, per_prompt_rtr, pairs, len(layer), w)
     lm = layer_means(sr, layer, n_layers)   # [L, C]
-    depth = _depth(n_layers)
+    depth = layer_depth(n_layers)
     return pd.DataFrame({
         "category": np.repeat(np.asarray(names, dtype=object), n_layers),
         "layer": np.tile(np.arange(n_layers), len(names)),

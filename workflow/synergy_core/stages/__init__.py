@@ -1,0 +1,22 @@
+"""Stage functions behind the rule scripts, one module per stage of the DAG.
+
+Each module owns its stage's file handling: it reads the stage's inputs (through
+:mod:`synergy_core.io`), calls the pure computations, and writes the outputs the rule declares.
+Functions take file paths and plain config dicts (no Snakemake objects), so every stage runs
+and is tested without Snakemake.
+
+=========  ==========================  ==============================  ==============================
+stage      rules (workflow/rules/)     computations                    tests (tests/)
+=========  ==========================  ==============================  ==============================
+extract    extract.smk                 extract, hooks, models          test_extract.py, test_hooks.py
+phiid      phiid.smk                   phiid.*                         test_phiid.py, test_stages.py
+rank       rank.smk                    ranking                         test_ranking.py, test_stages.py
+ablate     ablate.smk                  ablation, ablation_curves       test_ablation.py
+stats      stats.smk                   stats, graphs, ablation_curves  test_stats.py, test_graphs.py
+plots      plots.smk                   plots                           test_stages.py
+summary    stats.smk (rule summary)    -                               test_stages.py
+=========  ==========================  ==============================  ==============================
+
+This file imports nothing, so a rule's code hash (derived from its script's imports) covers
+only the stage it runs.
+"""

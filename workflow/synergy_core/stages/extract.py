@@ -1,0 +1,24 @@
+"""Extraction stage: greedy generation and per-head attention-output norms of one model."""
+
+from __future__ import annotations
+
+import logging
+
+from ..extract import extract_activations
+from ..io import save_arrays, stable_hash
+from ..prompts import load_prompts, select_prompts
+
+log = logging.getLogger(__name__)
+
+
+def run_extraction(prompts_path, out_path, spec: dict, selection: dict, generation: dict) -> None:
+    """Generate ``generation['num_tokens']`` tokens for the selected prompts and save the
+    per-head norms ``acts [prompts, heads, steps]`` with labels and provenance."""
+    prompts = select_prompts(load_prompts(prompts_path), selection["categories"],
+                             selection["per_category"], selection["first_k"])
+    arrays, provenance = extract_activations(spec, prompts, generation["num_tokens"],
+                                             generation["batch_size"], selection["chat_template"],
+                                             generation["device"])
+    provenance["config_hash"] = stable_hash([spec, selection, generation])
+    save_arrays(out_path, provenance, **arrays)
+    log.info("wrote %s: acts %s", out_path, arrays["acts"].shape)
