@@ -25,7 +25,10 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/stats.smk"
 
 
+save_disk_cache()  # of the code hashes' parse results (workflow/synergy_core/codehash.py)
+
+
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True

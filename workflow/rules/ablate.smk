@@ -19,19 +19,27 @@ rule ablate_heads:
             category="3. Ablation",
             subcategory="{model}",
         ),
-    params:
-        spec=spec_of,
-        ablation=config["ablation"],
-        device=config["generation"]["device"],
-        code=code_hash("ablation", "extract", "hooks", "models"),
-    resources:
-        gpu=1,
-    threads: 2
     log:
         f"{RESULTS}/logs/ablate_heads/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/ablate_heads/{{model}}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        spec=spec_of,
+        ablation=pick(
+            "ablation",
+            "n_random_orders",
+            "seed",
+            "max_fraction",
+            "step",
+            "prompt_batch",
+            "mask_group",
+        ),
+        device=config["generation"]["device"],
+        code=code_of("ablate_heads"),
     script:
         "../scripts/ablate_heads.py"

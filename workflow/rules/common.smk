@@ -1,13 +1,31 @@
 # Shared set-up: config validation (fails at parse time naming the key), wildcards, paths, and
-# code hashes that make a rule stale when the package code it runs changes.
-import hashlib
+# what makes a job stale.
+#
+# Staleness rules (each rule's params hold exactly what changes its numbers):
+# * code: code_of(script) hashes the rule's script and every package module it imports,
+#   transitively (synergy_core.codehash reads the imports; nothing is imported here);
+# * config: params are narrowed per rule (no cache paths, no lists of other models, no keys of
+#   other rules); keys that only shape execution (phiid.block_pairs, threads) are no params;
+# * the PhiID chunks are temp() files in a directory named by phiid.n_chunks, gathered by the
+#   merge: changing n_chunks changes which chunk files exist but not one merged byte, and with
+#   the rerun triggers of profiles/default (no `input` trigger) it reruns nothing. The merge's
+#   params therefore carry everything the merged numbers depend on, the chunk code included.
+import re
 import sys
 from pathlib import Path
 
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
 
-from synergy_core.config import ablated_models, export_environment, load_yaml_strict, model_spec, validate_config
+from synergy_core.codehash import code_hash, save_disk_cache, use_disk_cache
+from synergy_core.config import (
+    ablated_models,
+    export_environment,
+    load_yaml_strict,
+    model_spec,
+    validate_config,
+)
+from synergy_core.stages.phiid import NUMERIC_SETTINGS
 
 for _path in workflow.overwrite_configfiles or workflow.configfiles:
     load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
@@ -17,6 +35,7 @@ validate_config(config, WORKFLOW_DIR / "schemas" / "config.schema.yaml")
 export_environment(config, WORKFLOW_DIR)
 
 MODELS = list(config["models"])
+ABLATED = ablated_models(config)
 RESULTS = "results"
 # Training-progression groups: families with two or more revisions.
 FAMILIES = {}
@@ -41,52 +60,52 @@ localrules:
 
 
 wildcard_constraints:
-    model="|".join(MODELS),
-    family="|".join(FAMILIES) or "no-family",
+    model="|".join(re.escape(m) for m in MODELS),
+    family="|".join(re.escape(f) for f in FAMILIES) or "no-family",
     chunk=r"\d+",
 
 
-def code_hash(*modules):
-    """Hash of package modules a rule runs (Snakemake does not track a script's imports)."""
-    digest = hashlib.sha256()
-    for name in sorted(set(modules) | {"io", "runtime", "pipeline"}):
-        digest.update((WORKFLOW_DIR / "synergy_core" / f"{name}.py").read_bytes())
-    return digest.hexdigest()[:12]
+use_disk_cache(Path(".snakemake") / "synergy_core-codehash.json")  # saved by the Snakefile
+
+
+def code_of(script):
+    """Hash of workflow/scripts/<script>.py and the package modules it imports."""
+    return code_hash(WORKFLOW_DIR / "scripts" / f"{script}.py", WORKFLOW_DIR)
+
+
+# What identifies a model's weights (not its family, which only groups figures).
+WEIGHT_KEYS = ("name", "hf_id", "revision", "init", "seed", "dtype", "local_path")
+
+
+def weights_of(model):
+    spec = model_spec(config, model)
+    return {k: spec.get(k) for k in WEIGHT_KEYS}
 
 
 def spec_of(wildcards):
-    return model_spec(config, wildcards.model)
+    return weights_of(wildcards.model)
+
+
+def pick(section, *keys):
+    return {k: config[section][k] for k in keys}
+
+
+PHIID_NUMERIC = pick("phiid", *NUMERIC_SETTINGS, "backend")
+N_CHUNKS = config["phiid"]["n_chunks"]
+CHUNK = f"{RESULTS}/{{model}}/phiid/chunks/n{N_CHUNKS}/chunk_{{chunk}}.npz"
 
 
 def phiid_chunks(wildcards):
-    return expand(
-        f"{RESULTS}/{wildcards.model}/phiid/chunks/chunk_{{chunk}}.npz",
-        chunk=range(config["phiid"]["n_chunks"]),
-    )
-
-
-def summary_inputs(wildcards):
-    """Per-model tables the verdict table reads (ablation ones for ablated models only)."""
-    inputs = {}
-    for m in MODELS:
-        inputs[f"{m}__diagnostics"] = f"{RESULTS}/{m}/ranking/diagnostics.json"
-        inputs[f"{m}__scores"] = f"{RESULTS}/{m}/stats/profile_scores.tsv"
-        inputs[f"{m}__stats"] = f"{RESULTS}/{m}/stats/stats.json"
-        inputs[f"{m}__graphs"] = f"{RESULTS}/{m}/stats/graphs.tsv"
-    for m in ablated_models(config):
-        inputs[f"{m}__ablation"] = f"{RESULTS}/{m}/ablation/auc_ci.tsv"
-        inputs[f"{m}__ablation_json"] = f"{RESULTS}/{m}/ablation/auc_ci.json"
-    return inputs
+    return expand(CHUNK, model=wildcards.model, chunk=range(N_CHUNKS))
 
 
 def all_outputs():
     """Every final output: per-model figures and tables, ablation where configured, Fig 2c,
     training progression per family, and the verdict table."""
-    ablated = ablated_models(config)
     return (
         expand(f"{RESULTS}/{{model}}/figures/fig2b_syn_red.png", model=MODELS)
         + expand(f"{RESULTS}/{{model}}/figures/fig3bc_graphs.png", model=MODELS)
-        + expand(f"{RESULTS}/{{model}}/figures/fig4a_ablation.png", model=ablated)
+        + expand(f"{RESULTS}/{{model}}/figures/fig4a_ablation.png", model=ABLATED)
         + expand(f"{RESULTS}/figures/fig3a_progression_{{family}}.png", family=FAMILIES)
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
     )

@@ -6,19 +6,19 @@ rule extract_activations:
         prompts=config["prompts"]["file"],
     output:
         f"{RESULTS}/{{model}}/activations.npz",
-    params:
-        spec=spec_of,
-        prompts=config["prompts"],
-        generation=config["generation"],
-        code=code_hash("extract", "hooks", "models", "prompts"),
-    resources:
-        gpu=1,
-    threads: 2
     log:
         f"{RESULTS}/logs/extract_activations/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/extract_activations/{{model}}.tsv"
     conda:
         "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        spec=spec_of,
+        selection=pick("prompts", "file", "categories", "per_category", "first_k", "chat_template"),
+        generation=config["generation"],
+        code=code_of("extract_activations"),
     script:
         "../scripts/extract_activations.py"

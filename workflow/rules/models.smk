@@ -8,11 +8,11 @@ localrules:
 rule download_models:
     output:
         touch(f"{RESULTS}/models/downloaded.flag"),
-    params:
-        specs=[model_spec(config, m) for m in MODELS],
     log:
         f"{RESULTS}/logs/download_models.log",
     conda:
         "../../envs/torch.yaml"
+    params:
+        specs=[weights_of(m) for m in MODELS],
     script:
         "../scripts/download_models.py"

@@ -1,4 +1,4 @@
-# Figures (PNG for the report, PDF for papers). Light CPU jobs.
+# Figures (PNG for the report, PDF for papers), each figure key with its <key>_pdf. Light jobs.
 
 
 rule plot_model:
@@ -13,37 +13,34 @@ rule plot_model:
             category="1. PhiID",
             subcategory="{model}",
         ),
+        fig2a_pdf=f"{RESULTS}/{{model}}/figures/fig2a_pairwise.pdf",
         fig2b=report(
             f"{RESULTS}/{{model}}/figures/fig2b_syn_red.png",
             caption="../report/fig2b.rst",
             category="2. Ranking",
             subcategory="{model}",
         ),
+        fig2b_pdf=f"{RESULTS}/{{model}}/figures/fig2b_syn_red.pdf",
         scatter=report(
             f"{RESULTS}/{{model}}/figures/synergy_vs_redundancy.png",
             caption="../report/scatter.rst",
             category="4. Diagnostics",
             subcategory="{model}",
         ),
+        scatter_pdf=f"{RESULTS}/{{model}}/figures/synergy_vs_redundancy.pdf",
         nan=report(
             f"{RESULTS}/{{model}}/figures/nan_counts.png",
             caption="../report/nan_counts.rst",
             category="4. Diagnostics",
             subcategory="{model}",
         ),
-        pdfs=multiext(
-            f"{RESULTS}/{{model}}/figures/",
-            "fig2a_pairwise.pdf",
-            "fig2b_syn_red.pdf",
-            "synergy_vs_redundancy.pdf",
-            "nan_counts.pdf",
-        ),
-    params:
-        code=code_hash("plots"),
+        nan_pdf=f"{RESULTS}/{{model}}/figures/nan_counts.pdf",
     log:
         f"{RESULTS}/logs/plot_model/{{model}}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        code=code_of("plot_model"),
     script:
         "../scripts/plot_model.py"
 
@@ -53,19 +50,19 @@ rule plot_ablation:
         summary=f"{RESULTS}/{{model}}/ablation/summary.tsv",
         auc=f"{RESULTS}/{{model}}/ablation/auc.tsv",
     output:
-        png=report(
+        fig4a=report(
             f"{RESULTS}/{{model}}/figures/fig4a_ablation.png",
             caption="../report/fig4a.rst",
             category="3. Ablation",
             subcategory="{model}",
         ),
-        pdf=f"{RESULTS}/{{model}}/figures/fig4a_ablation.pdf",
-    params:
-        code=code_hash("plots"),
+        fig4a_pdf=f"{RESULTS}/{{model}}/figures/fig4a_ablation.pdf",
     log:
         f"{RESULTS}/logs/plot_ablation/{{model}}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        code=code_of("plot_ablation"),
     script:
         "../scripts/plot_ablation.py"
 
@@ -74,19 +71,84 @@ rule plot_profiles:
     input:
         profiles=expand(f"{RESULTS}/{{model}}/ranking/layer_profile.tsv", model=MODELS),
     output:
-        png=report(
+        fig2c=report(
             f"{RESULTS}/figures/fig2c_layer_profiles.png",
             caption="../report/fig2c.rst",
             category="2. Ranking",
             subcategory="all models",
         ),
-        pdf=f"{RESULTS}/figures/fig2c_layer_profiles.pdf",
-    params:
-        models=MODELS,
-        code=code_hash("plots"),
+        fig2c_pdf=f"{RESULTS}/figures/fig2c_layer_profiles.pdf",
     log:
         f"{RESULTS}/logs/plot_profiles.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        models=MODELS,
+        code=code_of("plot_profiles"),
     script:
         "../scripts/plot_profiles.py"
+
+
+rule plot_model_stats:
+    input:
+        phiid=f"{RESULTS}/{{model}}/phiid/phiid.npz",
+        categories=f"{RESULTS}/{{model}}/stats/category_profiles.tsv",
+    output:
+        graphs=report(
+            f"{RESULTS}/{{model}}/figures/fig3bc_graphs.png",
+            caption="../report/fig3bc.rst",
+            category="5. Statistics",
+            subcategory="{model}",
+        ),
+        graphs_pdf=f"{RESULTS}/{{model}}/figures/fig3bc_graphs.pdf",
+        categories=report(
+            f"{RESULTS}/{{model}}/figures/category_profiles.png",
+            caption="../report/categories.rst",
+            category="5. Statistics",
+            subcategory="{model}",
+        ),
+        categories_pdf=f"{RESULTS}/{{model}}/figures/category_profiles.pdf",
+    log:
+        f"{RESULTS}/logs/plot_model_stats/{{model}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        fraction=config["stats"]["graph_fraction"],
+        code=code_of("plot_model_stats"),
+    script:
+        "../scripts/plot_model_stats.py"
+
+
+rule plot_progression:
+    input:
+        profiles=lambda wc: expand(
+            f"{RESULTS}/{{model}}/ranking/layer_profile.tsv", model=FAMILIES[wc.family]
+        ),
+        scores=lambda wc: expand(
+            f"{RESULTS}/{{model}}/stats/profile_scores.tsv", model=FAMILIES[wc.family]
+        ),
+    output:
+        profiles=report(
+            f"{RESULTS}/figures/fig3a_progression_{{family}}.png",
+            caption="../report/fig3a.rst",
+            category="6. Training progression",
+            subcategory="{family}",
+        ),
+        profiles_pdf=f"{RESULTS}/figures/fig3a_progression_{{family}}.pdf",
+        score=report(
+            f"{RESULTS}/figures/inverted_u_vs_step_{{family}}.png",
+            caption="../report/score_vs_step.rst",
+            category="6. Training progression",
+            subcategory="{family}",
+        ),
+        score_pdf=f"{RESULTS}/figures/inverted_u_vs_step_{{family}}.pdf",
+    log:
+        f"{RESULTS}/logs/plot_progression/{{family}}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        models=lambda wc: FAMILIES[wc.family],
+        revisions=lambda wc: {m: config["models"][m]["revision"] for m in FAMILIES[wc.family]},
+        code=code_of("plot_progression"),
+    script:
+        "../scripts/plot_progression.py"

@@ -3,7 +3,8 @@
 
 rule rank_heads:
     input:
-        f"{RESULTS}/{{model}}/phiid/phiid.npz",
+        phiid=f"{RESULTS}/{{model}}/phiid/phiid.npz",
+        acts=f"{RESULTS}/{{model}}/activations.npz",
     output:
         heads=report(
             f"{RESULTS}/{{model}}/ranking/heads.tsv",
@@ -18,11 +19,11 @@ rule rank_heads:
             subcategory="{model}",
         ),
         diagnostics=f"{RESULTS}/{{model}}/ranking/diagnostics.json",
-    params:
-        code=code_hash("ranking"),
     log:
         f"{RESULTS}/logs/rank_heads/{{model}}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        code=code_of("rank_heads"),
     script:
         "../scripts/rank_heads.py"

@@ -1,5 +1,5 @@
-# Statistics beyond the paper (bootstrap CIs, split halves, surrogate null, graphs, categories),
-# training progression, and the one-row-per-model verdict table.
+# Statistics beyond the paper (bootstrap CIs, split halves, surrogate null, graphs, categories)
+# and the one-row-per-model verdict table. Their figures are in plots.smk.
 
 
 rule model_stats:
@@ -22,17 +22,17 @@ rule model_stats:
             subcategory="{model}",
         ),
         json=f"{RESULTS}/{{model}}/stats/stats.json",
-    params:
-        stats=config["stats"],
-        tau=config["phiid"]["tau"],
-        code=code_hash("stats", "graphs", "phiid"),
-    threads: 2
     log:
         f"{RESULTS}/logs/model_stats/{{model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/model_stats/{{model}}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    threads: 2
+    params:
+        stats=config["stats"],
+        tau=config["phiid"]["tau"],
+        code=code_of("model_stats"),
     script:
         "../scripts/model_stats.py"
 
@@ -48,102 +48,39 @@ rule ablation_stats:
             subcategory="{model}",
         ),
         json=f"{RESULTS}/{{model}}/ablation/auc_ci.json",
-    params:
-        stats=config["stats"],
-        code=code_hash("stats"),
     log:
         f"{RESULTS}/logs/ablation_stats/{{model}}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        stats=pick("stats", "n_boot", "seed", "ci"),
+        code=code_of("ablation_stats"),
     script:
         "../scripts/ablation_stats.py"
 
 
-rule plot_model_stats:
-    input:
-        phiid=f"{RESULTS}/{{model}}/phiid/phiid.npz",
-        categories=f"{RESULTS}/{{model}}/stats/category_profiles.tsv",
-    output:
-        graphs=report(
-            f"{RESULTS}/{{model}}/figures/fig3bc_graphs.png",
-            caption="../report/fig3bc.rst",
-            category="5. Statistics",
-            subcategory="{model}",
-        ),
-        categories=report(
-            f"{RESULTS}/{{model}}/figures/category_profiles.png",
-            caption="../report/categories.rst",
-            category="5. Statistics",
-            subcategory="{model}",
-        ),
-        pdfs=multiext(
-            f"{RESULTS}/{{model}}/figures/", "fig3bc_graphs.pdf", "category_profiles.pdf"
-        ),
-    params:
-        fraction=config["stats"]["graph_fraction"],
-        code=code_hash("plots", "graphs"),
-    log:
-        f"{RESULTS}/logs/plot_model_stats/{{model}}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_model_stats.py"
-
-
-rule plot_progression:
-    input:
-        profiles=lambda wc: expand(
-            f"{RESULTS}/{{model}}/ranking/layer_profile.tsv", model=FAMILIES[wc.family]
-        ),
-        scores=lambda wc: expand(
-            f"{RESULTS}/{{model}}/stats/profile_scores.tsv", model=FAMILIES[wc.family]
-        ),
-    output:
-        profiles=report(
-            f"{RESULTS}/figures/fig3a_progression_{{family}}.png",
-            caption="../report/fig3a.rst",
-            category="6. Training progression",
-            subcategory="{family}",
-        ),
-        score=report(
-            f"{RESULTS}/figures/inverted_u_vs_step_{{family}}.png",
-            caption="../report/score_vs_step.rst",
-            category="6. Training progression",
-            subcategory="{family}",
-        ),
-        pdfs=multiext(
-            f"{RESULTS}/figures/",
-            "fig3a_progression_{family}.pdf",
-            "inverted_u_vs_step_{family}.pdf",
-        ),
-    params:
-        models=lambda wc: FAMILIES[wc.family],
-        revisions=lambda wc: {m: config["models"][m]["revision"] for m in FAMILIES[wc.family]},
-        code=code_hash("plots"),
-    log:
-        f"{RESULTS}/logs/plot_progression/{{family}}.log",
-    conda:
-        "../../envs/analysis.yaml"
-    script:
-        "../scripts/plot_progression.py"
-
-
 rule summary:
     input:
-        unpack(summary_inputs),
+        diagnostics=expand(f"{RESULTS}/{{model}}/ranking/diagnostics.json", model=MODELS),
+        scores=expand(f"{RESULTS}/{{model}}/stats/profile_scores.tsv", model=MODELS),
+        stats=expand(f"{RESULTS}/{{model}}/stats/stats.json", model=MODELS),
+        graphs=expand(f"{RESULTS}/{{model}}/stats/graphs.tsv", model=MODELS),
+        ablation=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.tsv", model=ABLATED),
+        ablation_json=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.json", model=ABLATED),
     output:
         report(
             f"{RESULTS}/summary.tsv",
             caption="../report/summary.rst",
             category="0. Summary",
         ),
-    params:
-        specs={m: model_spec(config, m) for m in MODELS},
-        ablated=ablated_models(config),
-        code=code_hash("stats"),
     log:
         f"{RESULTS}/logs/summary.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        models=MODELS,
+        ablated=ABLATED,
+        specs={m: dict(weights_of(m), family=config["models"][m]["family"]) for m in MODELS},
+        code=code_of("summary"),
     script:
         "../scripts/summary.py"

@@ -1,6 +1,6 @@
 """Rule ablate_heads: iterative head ablation of one model, KL on its own tokens."""
-from synergy_core.pipeline import run_ablation
 from synergy_core.runtime import start_rule
+from synergy_core.stages.ablate import run_ablation
 
 start_rule(snakemake, uses_torch=True)
 out = snakemake.output

@@ -1,6 +1,6 @@
 """Rule plot_progression: Fig 3a and the inverted-U score over training, for one family."""
-from synergy_core.pipeline import plot_progression
 from synergy_core.runtime import start_rule
+from synergy_core.stages.plots import plot_progression
 
 start_rule(snakemake)
 models = snakemake.params.models
