@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from synergy_core.ablation import (ablation_orders, auc_table, curve_auc, kl_for_masks,
-                                   masks_for_orders, removal_counts, summarise_curves)
+from synergy_core.ablation import ablation_orders, kl_for_masks, masks_for_orders, removal_counts
+from synergy_core.ablation_curves import auc_table, curve_auc, summarise_curves
 from synergy_core.extract import eos_ids, generate_with_norms, tokenize_prompts
 from synergy_core.hooks import head_hooks, model_shape, output_projections
 

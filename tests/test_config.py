@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from synergy_core.config import ConfigError, load_yaml_strict, validate_config
+from synergy_core.phiid.all_pairs import DEFAULT_MAX_BLOCK_PAIRS
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def demo(repo, monkeypatch):
 
 def test_demo_and_paper_configs_are_valid_and_defaults_filled(repo, demo):
     cfg = validate_config(copy.deepcopy(demo))
-    assert cfg["phiid"]["redundancy"] == "MMI" and cfg["phiid"]["block_pairs"] == 20000
+    assert cfg["phiid"]["redundancy"] == "MMI" and cfg["phiid"]["block_pairs"] == DEFAULT_MAX_BLOCK_PAIRS
     assert cfg["models"]["tiny-neox-step150"]["dtype"] == "float32"
     assert cfg["hf_home"] is None
     paper = validate_config(load_yaml_strict(repo / "config/config.yaml"))
@@ -55,6 +56,11 @@ BAD = [
     ({"prompts": {"categories": ["Astrology"]}}, r"config key prompts.categories: unknown categories \['Astrology'\]"),
     ({"models": {}}, r"config key models: \{\} should be non-empty"),
     ({"models": {"bad name!": {"hf_id": "x/y"}}}, r"config key models: 'bad name!' does not match"),
+    # `__` would break the summary's bookkeeping, `/` and spaces the paths: refused at parse time
+    ({"models": {"a__b": {"hf_id": "x/y"}}}, r"config key models: 'a__b' does not match .*without '__'"),
+    ({"models": {"a/b": {"hf_id": "x/y"}}}, r"config key models: 'a/b' does not match .*no '/'"),
+    ({"models": {"m": {"hf_id": "x/y", "family": "../../x"}}}, r"config key models.m.family: '../../x' does not"),
+    ({"models": {"m": {"hf_id": "x/y", "revisions": ["a__b"]}}}, r"config key models.m.revisions.0: 'a__b'"),
     ({"models": {"m": {"init": "random"}}}, r"config key models.m: 'hf_id' is a required property"),
     ({"models": {"m": {"hf_id": "x/y", "init": "trained"}}}, r"config key models.m.init: 'trained' is not one of"),
     ({"models": {"m": {"hf_id": "meta-llama/Llama-3.2-1B", "revision": "step1000"}}},
@@ -112,7 +118,8 @@ def test_phyid_backend_is_checked_at_parse_time(demo, monkeypatch):
                         lambda name, *a: None if name == "phyid" else real(name, *a))
     cfg = copy.deepcopy(demo)
     cfg["phiid"]["backend"] = "phyid"
-    with pytest.raises(ConfigError, match="config key phiid.backend: 'phyid' needs the reference library.*pip install git"):
+    with pytest.raises(ConfigError,
+                       match="config key phiid.backend: 'phyid' needs the reference library.*pip install git"):
         validate_config(cfg)
 
 
@@ -142,3 +149,58 @@ def test_bad_prompt_tables_are_refused(demo, tmp_path):
         cfg["prompts"] = {"file": str(path)}
         with pytest.raises(ConfigError, match=f"config key prompts.file: .*{message}"):
             validate_config(cfg)
+
+
+def test_config_readme_defaults_match_the_schema(repo):
+    """Every default stated in config/README.md's key table is the schema's default."""
+    import re
+
+    import yaml
+
+    from synergy_core.config import load_schema
+
+    schema = load_schema()
+    checked = 0
+    for keys, defaults in re.findall(r"^\| (`[^|]+`) \| ([^|]+) \|", (repo / "config/README.md").read_text(),
+                                     re.M):
+        names = re.findall(r"`([^`]+)`", keys)
+        values = re.findall(r"`([^`]*)`", defaults)
+        if len(values) != len(names):   # "(required)", "the entry's name": prose, no default
+            continue
+        for name, value in zip(names, values):
+            node = schema
+            for part in name.split("."):
+                node = node["additionalProperties"] if part == "<name>" else node["properties"][part]
+            assert node["default"] == yaml.safe_load(value), name
+            checked += 1
+    assert checked >= 35
+
+
+def test_family_of_a_revisions_entry_is_kept(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["models"] = {"m": {"hf_id": "builtin:tiny-gpt-neox", "revisions": ["step0", "step1"],
+                           "family": "neox"}}
+    cfg["ablation"]["models"] = None
+    models = validate_config(cfg)["models"]
+    assert {n: s["family"] for n, s in models.items()} == {"m-step0": "neox", "m-step1": "neox"}
+
+
+def test_n_chunks_checked_against_a_cached_hub_config(demo, tmp_path):
+    """The head count of a hub model comes from its config.json in the local cache (the HF
+    layout: refs/<revision> -> snapshots/<commit>/), read without huggingface_hub."""
+    import json
+
+    repo_dir = tmp_path / "hub" / "models--EleutherAI--pythia-tiny"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "step5").write_text("a" * 40)
+    snap = repo_dir / "snapshots" / ("a" * 40)
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text(json.dumps({"num_hidden_layers": 2, "num_attention_heads": 2}))
+    cfg = copy.deepcopy(demo)
+    cfg.update(hf_home=str(tmp_path), ablation={"models": None})
+    cfg["models"] = {"m": {"hf_id": "EleutherAI/pythia-tiny", "revision": "step5"}}
+    cfg["phiid"]["n_chunks"] = 7   # 4 heads -> 6 pairs
+    with pytest.raises(ConfigError, match="phiid.n_chunks: 7 chunks for 6 head pairs of model m"):
+        validate_config(copy.deepcopy(cfg))
+    cfg["models"]["m"]["revision"] = "step6"   # not cached: cannot be checked, no error
+    validate_config(copy.deepcopy(cfg))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from worktree import copy_worktree
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")]
@@ -21,13 +22,7 @@ stats: {n_boot: 50, n_splits: 5, n_surrogates: 3, n_boot_graph: 3}
 
 
 def _copy_repo(repo: Path, dest: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo,
-                           capture_output=True, text=True, check=True).stdout.split()
-    for f in files:
-        if f.startswith("results/") or not (repo / f).is_file():
-            continue
-        (dest / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(repo / f, dest / f)
+    copy_worktree(repo, dest)
     (dest / "config/small.yaml").write_text(SMALL)
     return dest
 

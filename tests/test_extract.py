@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 import torch
+from reference_norms import teacher_forced_norms
 
-from synergy_core.extract import (eos_ids, extract_activations, generate_with_norms, left_pad,
-                                  teacher_forced_norms, tokenize_prompts)
+from synergy_core.extract import eos_ids, extract_activations, generate_with_norms, left_pad, tokenize_prompts
 from synergy_core.hooks import head_hooks
-from synergy_core.models import BUILTIN_MODELS, load_model, load_tokenizer
+from synergy_core.models import load_model, load_tokenizer
 from synergy_core.prompts import load_prompts, select_prompts
 
 TEXTS = ["Correct the error: He go to school every day.", "Hi", "What is 2 + 3?",

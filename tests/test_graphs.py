@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from synergy_core import graphs as G
-from synergy_core.phiid import pair_matrix, upper_triangle_pairs
+from synergy_core.phiid.chunks import pair_matrix, upper_triangle_pairs
 
 
 def sym_random(n, seed=0, nan_frac=0.0):
@@ -21,7 +21,6 @@ def sym_random(n, seed=0, nan_frac=0.0):
 
 
 def two_cliques(size=5, n_cliques=2):
-    n = size * n_cliques
     block = np.repeat(np.arange(n_cliques), size)
     m = (block[:, None] == block[None, :]).astype(float)
     np.fill_diagonal(m, np.nan)

@@ -1,4 +1,4 @@
-"""Tests of the closed-form PhiID engine (synergy_core.phiid).
+"""Tests of the closed-form PhiID engine (synergy_core.phiid: kernel, all-pairs driver, chunks, phyid backend).
 
 Reference values: tests/data/phyid_gaussian_mmi.npz, computed with phyid (see tests/data/README.md).
 A small emulation of phyid's local Gaussian/MMI route (written from the algorithm notes: local
@@ -20,19 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from synergy_core.phiid import (
-    ATOM_NAMES,
-    MI_NAMES,
-    PHYID_INSTALL,
-    PairwisePhiID,
-    chunk_range,
-    pair_matrix,
-    phiid_all_pairs,
-    phiid_all_pairs_phyid,
-    phiid_pair,
-    phiid_pair_mis,
-    upper_triangle_pairs,
-)
+from synergy_core.phiid.all_pairs import phiid_all_pairs
+from synergy_core.phiid.chunks import PairwisePhiID, chunk_range, pair_matrix, upper_triangle_pairs
+from synergy_core.phiid.kernel import ATOM_NAMES, MI_NAMES, phiid_pair, phiid_pair_mis
+from synergy_core.phiid.reference import PHYID_INSTALL, phiid_all_pairs_phyid
 
 GOLDEN = Path(__file__).parent / "data" / "phyid_gaussian_mmi.npz"
 GOLDEN_SHA256 = "e73f4977e092b105a168be2e18b6df553005d4fb76aa9b516339cc016a4ac005"
@@ -505,7 +496,7 @@ def test_upper_triangle_pairs_order():
     assert p.shape == (8128, 2) and np.issubdtype(p.dtype, np.integer)
     assert (p[:, 0] < p[:, 1]).all()
     assert [tuple(r) for r in p] == list(itertools.combinations(range(128), 2))
-    with pytest.raises(ValueError, match="n_heads"):
+    with pytest.raises(ValueError, match="n_total_heads"):
         upper_triangle_pairs(-1)
 
 

@@ -3,8 +3,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synergy_core.ranking import (layer_profile, per_head_means, rank_difference, rank_heads,
-                                  synergy_redundancy_correlation)
+from synergy_core.ranking import (
+    layer_profile,
+    per_head_means,
+    rank_difference,
+    rank_heads,
+    synergy_redundancy_correlation,
+)
 
 
 def test_per_head_means_skip_diagonal_and_nan():

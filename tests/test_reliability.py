@@ -29,8 +29,7 @@ def no_network(monkeypatch):
 
 @pytest.mark.parametrize("init", ["pretrained", "random"])
 def test_missing_hub_model_fails_fast_without_network(no_network, tmp_path, init):
-    spec = {"hf_id": "EleutherAI/pythia-1b", "revision": "step1000", "init": init,
-            "cache_dir": str(tmp_path / "empty-cache")}
+    spec = {"hf_id": "EleutherAI/pythia-1b", "revision": "step1000", "init": init}
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as err:
         load_model(spec)
@@ -46,7 +45,7 @@ def test_missing_hub_model_fails_fast_without_network(no_network, tmp_path, init
 def test_unknown_hub_id_fails_fast(no_network, tmp_path):
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError, match="model no-such-org/no-such-model: it is not in the local cache"):
-        load_model({"hf_id": "no-such-org/no-such-model", "cache_dir": str(tmp_path)})
+        load_model({"hf_id": "no-such-org/no-such-model"})
     assert time.perf_counter() - start < 10
 
 
@@ -109,7 +108,8 @@ def test_hf_token_never_reaches_outputs_or_logs(tmp_path, monkeypatch, repo):
 
 def test_nonfinite_activations_become_counted_nan_cells(tmp_path):
     from synergy_core.io import load_arrays
-    from synergy_core.pipeline import compute_phiid_chunk, merge_phiid_chunks, rank_model
+    from synergy_core.stages.phiid import compute_phiid_chunk, merge_phiid_chunks
+    from synergy_core.stages.rank import rank_model
 
     rng = np.random.default_rng(0)
     acts = np.exp(0.3 * rng.standard_normal((3, 6, 25)).cumsum(-1)).astype(np.float32)
@@ -131,7 +131,8 @@ def test_nonfinite_activations_become_counted_nan_cells(tmp_path):
     assert merged["nan_count"].sum() == 10
     sts = merged["atoms"][list(merged["atom_names"]).index("sts")]
     assert np.isfinite(sts).sum() == 30     # every pair keeps at least one valid prompt
-    rank_model(tmp_path / "m.npz", tmp_path / "h.tsv", tmp_path / "p.tsv", tmp_path / "d.json")
+    rank_model(tmp_path / "m.npz", tmp_path / "acts.npz", tmp_path / "h.tsv", tmp_path / "p.tsv",
+               tmp_path / "d.json")
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "h.tsv", sep="\t")

@@ -2,9 +2,11 @@
 import numpy as np
 import pytest
 
-from synergy_core import phiid
 from synergy_core.io import CorruptOutputError, load_arrays, save_arrays
-from synergy_core.pipeline import compute_phiid_chunk, merge_phiid_chunks
+from synergy_core.phiid.all_pairs import phiid_all_pairs
+from synergy_core.phiid.chunks import merge_chunks
+from synergy_core.phiid.kernel import phiid_pair
+from synergy_core.stages.phiid import compute_phiid_chunk, merge_phiid_chunks
 
 CFG = dict(tau=1, redundancy="MMI", aggregation="per_prompt", backend="closed_form", n_chunks=1,
            block_pairs=7)
@@ -30,7 +32,7 @@ def _run(tmp_path, n_chunks, backend="closed_form", tag="", **kw):
     cfg = dict(CFG, n_chunks=n_chunks, backend=backend)
     chunks = [tmp_path / f"c{tag}{n_chunks}_{k}.npz" for k in range(n_chunks)]
     for k, c in enumerate(chunks):
-        compute_phiid_chunk(acts_path, c, k, cfg)
+        compute_phiid_chunk(acts_path, c, k, cfg, block_pairs=cfg["block_pairs"])
     out = tmp_path / f"merged{tag}{n_chunks}.npz"
     merge_phiid_chunks(acts_path, chunks, out, cfg)
     return load_arrays(out)[0], chunks, cfg
@@ -44,12 +46,29 @@ def test_merged_numbers_do_not_depend_on_n_chunks(tmp_path):
             np.testing.assert_array_equal(one[key], many[key], err_msg=f"{key}, n_chunks={n}")
 
 
+@pytest.mark.parametrize("aggregation", ["per_prompt", "pooled"])
+def test_merged_numbers_bitwise_equal_at_demo_size(tmp_path, aggregation):
+    """The demo's largest model has 24 heads (276 pairs), 12 prompts, 40 steps. Any n_chunks and
+    any block_pairs give the same bytes: every chunk slices one full correlation product."""
+    acts_path = tmp_path / "acts.npz"
+    _fake_activations(acts_path, n_prompts=12, n_heads=24, n_steps=40, seed=3)
+    merged = {}
+    for n_chunks, block in ((1, 8192), (3, 8192), (7, 50), (276, 1), (2, 13)):
+        cfg = dict(CFG, n_chunks=n_chunks, aggregation=aggregation)
+        chunks = [tmp_path / f"c{n_chunks}_{k}.npz" for k in range(n_chunks)]
+        for k, c in enumerate(chunks):
+            compute_phiid_chunk(acts_path, c, k, cfg, block_pairs=block)
+        merge_phiid_chunks(acts_path, chunks, tmp_path / f"m{n_chunks}.npz", cfg)
+        merged[n_chunks] = (tmp_path / f"m{n_chunks}.npz").read_bytes()
+    assert len(set(merged.values())) == 1  # the whole file, provenance included
+
+
 def test_merged_matrices_match_single_pair_phiid(tmp_path):
     merged, _, _ = _run(tmp_path, 3)
     acts = load_arrays(tmp_path / "acts.npz")[0]["acts"].astype(np.float64)
     names = list(merged["atom_names"])
     for i, j in [(0, 1), (2, 6), (5, 3)]:
-        per_prompt = [phiid.phiid_pair(acts[p, i], acts[p, j]) for p in range(acts.shape[0])]
+        per_prompt = [phiid_pair(acts[p, i], acts[p, j]) for p in range(acts.shape[0])]
         for name in ("sts", "rtr", "rtx", "xty", "stx"):
             want = np.mean([d[name] for d in per_prompt])
             np.testing.assert_allclose(merged["atoms"][names.index(name), i, j], want, atol=1e-12)
@@ -97,14 +116,26 @@ def test_chunk_from_other_settings_is_detected(tmp_path):
         merge_phiid_chunks(tmp_path / "acts.npz", chunks, tmp_path / "m.npz", dict(cfg, tau=2))
 
 
+def test_readers_refuse_a_merged_file_of_other_activations(tmp_path):
+    from synergy_core.stages.rank import rank_model
+
+    _run(tmp_path, 2, n_heads=8)
+    merged = tmp_path / "merged2.npz"
+    outs = (tmp_path / "h.tsv", tmp_path / "p.tsv", tmp_path / "d.json")
+    rank_model(merged, tmp_path / "acts.npz", *outs)  # its own activations: accepted
+    _fake_activations(tmp_path / "other.npz", seed=1, n_heads=8)   # another model's
+    with pytest.raises(CorruptOutputError, match="merged2.npz: made from activations 'acts-0'"):
+        rank_model(merged, tmp_path / "other.npz", *outs)
+
+
 def test_missing_or_duplicated_pairs_are_detected(tmp_path):
     _, chunks, cfg = _run(tmp_path, 3)
     with pytest.raises(CorruptOutputError, match="n_chunks"):
         merge_phiid_chunks(tmp_path / "acts.npz", chunks[:2], tmp_path / "m.npz", cfg)
-    parts = [phiid.phiid_all_pairs(np.random.default_rng(0).random((2, 5, 20)), pair_start=a, pair_stop=b)
+    parts = [phiid_all_pairs(np.random.default_rng(0).random((2, 5, 20)), pair_start=a, pair_stop=b)
              for a, b in [(0, 4), (3, 10)]]
     with pytest.raises(ValueError, match="exactly once: 0 missing, 1 duplicated"):
-        phiid.merge_chunks(parts, 5)
+        merge_chunks(parts, 5)
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
@@ -125,12 +156,13 @@ def test_ranking_and_figures_from_merged_phiid(tmp_path):
 
     import pandas as pd
 
-    from synergy_core.pipeline import plot_ablation, plot_model, plot_profiles, rank_model
+    from synergy_core.stages.plots import plot_ablation, plot_model, plot_profiles
+    from synergy_core.stages.rank import rank_model
 
     _run(tmp_path, 2, dead_head=5, n_heads=8)
     merged = tmp_path / "merged2.npz"
     out = {k: tmp_path / f"{k}.tsv" for k in ("heads", "profile")}
-    rank_model(merged, out["heads"], out["profile"], tmp_path / "diag.json")
+    rank_model(merged, tmp_path / "acts.npz", out["heads"], out["profile"], tmp_path / "diag.json")
     table = pd.read_csv(out["heads"], sep="\t")
     assert list(table.head_label) == [f"L{h // 2}H{h % 2}" for h in range(8)]
     assert np.isnan(table.syn_red[5]) and table.nan_cells[5] == 21   # dead head: unranked
@@ -138,15 +170,18 @@ def test_ranking_and_figures_from_merged_phiid(tmp_path):
     diag = json.loads((tmp_path / "diag.json").read_text())
     assert diag["unranked_heads"] == 1 and diag["n_prompts"] == 3
     figs = {k: str(tmp_path / f"{k}.png") for k in ("fig2a", "fig2b", "scatter", "nan")}
-    plot_model(merged, out["heads"], tmp_path / "diag.json", figs, "fake")
-    plot_profiles({"a": out["profile"], "b": out["profile"]}, tmp_path / "p.png", tmp_path / "p.pdf")
+    plot_model(merged, out["heads"], tmp_path / "diag.json",
+               dict(figs, **{f"{k}_pdf": v[:-4] + ".pdf" for k, v in figs.items()}), "fake")
+    plot_profiles({"a": out["profile"], "b": out["profile"]},
+                  {"fig2c": tmp_path / "p.png", "fig2c_pdf": tmp_path / "p.pdf"})
     summary = pd.DataFrame({"order": ["synergistic_first"] * 3 + ["random"] * 3,
                             "fraction_removed": [0, 0.5, 1] * 2, "kl_mean": [0, 1, 2, 0, 0.5, 2],
                             "kl_std": [0.1] * 6})
     summary.to_csv(tmp_path / "s.tsv", sep="\t", index=False)
     pd.DataFrame({"order": ["synergistic_first", "random"], "ratio_to_random": [1.5, 1.0]}).to_csv(
         tmp_path / "a.tsv", sep="\t", index=False)
-    plot_ablation(tmp_path / "s.tsv", tmp_path / "a.tsv", tmp_path / "f4.png", tmp_path / "f4.pdf", "m")
+    plot_ablation(tmp_path / "s.tsv", tmp_path / "a.tsv",
+                  {"fig4a": tmp_path / "f4.png", "fig4a_pdf": tmp_path / "f4.pdf"}, "m")
     for path in list(figs.values()) + [tmp_path / "p.png", tmp_path / "f4.png"]:
         png = open(path, "rb").read()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
@@ -158,11 +193,13 @@ def test_statistics_and_verdict_table(tmp_path):
 
     import pandas as pd
 
-    from synergy_core.pipeline import build_summary, model_statistics, rank_model
+    from synergy_core.stages.rank import rank_model
+    from synergy_core.stages.stats import model_statistics
+    from synergy_core.stages.summary import build_summary
 
     _run(tmp_path, 2, n_heads=8, n_prompts=6)
     merged = tmp_path / "merged2.npz"
-    rank_model(merged, tmp_path / "h.tsv", tmp_path / "p.tsv", tmp_path / "d.json")
+    rank_model(merged, tmp_path / "acts.npz", tmp_path / "h.tsv", tmp_path / "p.tsv", tmp_path / "d.json")
     out = {k: tmp_path / f"{k}.tsv" for k in ("scores", "layers", "categories", "graphs")}
     out["json"] = tmp_path / "stats.json"
     cfg = dict(n_boot=50, ci=0.9, n_splits=5, n_surrogates=3, graph_fraction=0.25, n_boot_graph=4,

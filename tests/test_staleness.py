@@ -1,18 +1,21 @@
-"""What Snakemake reruns after a change, on a finished run of a small configuration.
+"""The staleness matrix: what Snakemake reruns after a change, on a finished run.
 
-One complete run (module fixture) is copied for every case (copies keep mtimes and the
-.snakemake metadata, and are up to date: the first test checks it); each case changes one
-thing and reads the jobs of `snakemake -n`. The expected jobs are the changed rule's jobs and
-everything downstream of them in the DAG (`snakemake --dag`), so the cases follow the workflow
-as it grows; each case also names the rules that must NOT rerun.
+One complete run of a two-model configuration (module fixture) is copied for every case (copies
+keep mtimes and the .snakemake metadata, and are up to date: the first test checks it); each case
+changes one thing and asserts the exact jobs `snakemake -n` plans. Where a change must rerun a
+rule and its dependants, the expected jobs are derived from the DAG (`snakemake --dag`), so the
+cases follow the workflow as it grows.
 
-* ablation.n_random_orders -> ablate_heads and downstream (ablation_stats, plot_ablation, summary)
-* phiid.n_chunks -> phiid_chunk, phiid_merge and downstream, not extraction (the chunk
-  boundaries change; the merged numbers do not, test_pipeline.py checks that)
+* ablation.n_random_orders -> ablate_heads and downstream
+* a model added to ablation.models -> only that model's ablation and its downstream
+* hf_home moved -> nothing
+* a comment edited in the plotting module -> nothing; its code edited -> the plot rules only
+* the ranking module edited -> ranking, statistics and what depends on them
+* the PhiID kernel edited -> the chunks and everything downstream
+* phiid.n_chunks -> nothing (the chunk files change, the merged bytes do not: forcing the merge
+  under the new layout gives the same bytes); phiid.block_pairs -> nothing
 * prompt selection -> everything from extract_activations on
-* a modified chunk file -> phiid_merge and downstream; a merely touched one (newer mtime, same
-  content) only when it is larger than --max-checksum-file-size (1 MB; these are ~26 kB)
-* an edited package module (code hash in the rule's params) -> the rules using it and downstream
+* the chunks are temp(): a finished run keeps only the merged files
 * a run interrupted (SIGINT) right after its first PhiID chunk -> `--rerun-incomplete` runs the
   missing chunks and downstream only, and the outputs equal an uninterrupted run's bit for bit.
 """
@@ -27,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from worktree import copy_worktree
 
 from synergy_core.io import load_arrays
 
@@ -37,29 +41,23 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH"),
 ]
 
-# One built-in model, 6 prompts x 20 tokens, 3 PhiID chunks: 15 jobs, ~30 s on 2 cores.
+# Two built-in models (the second is not ablated), 6 prompts x 20 tokens, 3 PhiID chunks each:
+# 26 jobs, ~40 s on 2 cores.
 CONFIG = {
     "prompts": {"per_category": 1},
     "generation": {"num_tokens": 20, "device": "cpu"},
-    "models": {"tiny-neox": {"hf_id": "builtin:tiny-gpt-neox", "seed": 0}},
+    "models": {"tiny-neox": {"hf_id": "builtin:tiny-gpt-neox", "seed": 0},
+               "tiny-llama": {"hf_id": "builtin:tiny-llama", "seed": 0}},
     "phiid": {"n_chunks": 3},
-    "ablation": {"n_random_orders": 2},
+    "ablation": {"models": ["tiny-neox"], "n_random_orders": 2},
     "stats": {"n_boot": 20, "n_splits": 5, "n_surrogates": 5, "n_boot_graph": 5},
 }
 CONFIG_FILE = "config/staleness.yaml"
 SMK = ["snakemake", "--configfile", CONFIG_FILE]
-CHUNKS = "results/tiny-neox/phiid/chunks"
 
 
 def copy_repo(dst: Path) -> Path:
-    """The working tree (tracked and untracked-but-not-ignored files) without results."""
-    listing = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=REPO,
-                             capture_output=True, check=True).stdout
-    for name in filter(None, listing.decode().split("\0")):
-        if (REPO / name).is_file():
-            (dst / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dst / name)
-    return dst
+    return copy_worktree(REPO, dst)
 
 
 def smk(work, *args, check=True, timeout=300):
@@ -74,8 +72,11 @@ def smk(work, *args, check=True, timeout=300):
 def write_config(work, **changes):
     config = yaml.safe_load(yaml.safe_dump(CONFIG))
     for key, value in changes.items():
-        section, name = key.split("__")
-        config[section][name] = value
+        if "__" in key:
+            section, name = key.split("__")
+            config[section][name] = value
+        else:
+            config[key] = value
     (work / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -165,12 +166,77 @@ def test_ablation_parameter_reruns_ablation_only(work, dag):
     assert set(jobs) <= {"ablate_heads", "ablation_stats", "plot_ablation", "summary", "all"}
 
 
-def test_n_chunks_reruns_phiid_and_downstream_not_extraction(work):
-    write_config(work, phiid__n_chunks=2)
+def test_model_added_to_ablation_reruns_only_its_ablation(work, dag):
+    write_config(work, ablation__models=["tiny-neox", "tiny-llama"])
+    assert pending(work) == {"ablate_heads": 1, "ablation_stats": 1, "plot_ablation": 1,
+                             "summary": 1, "all": 1}
+    out = smk(work, "-n")
+    assert "output: results/tiny-llama/ablation/kl_long.tsv" in out
+    assert "results/tiny-neox/ablation/kl_long.tsv," not in out.split("Job stats:")[0]
+
+
+def test_moving_hf_home_reruns_nothing(work, tmp_path):
+    write_config(work, hf_home=str(tmp_path / "elsewhere"))
+    assert pending(work) == {}
+
+
+PLOT_RULES = {"plot_model", "plot_ablation", "plot_profiles", "plot_model_stats", "all"}
+
+
+def edit_module(work, module, text):
+    with open(work / "workflow" / "synergy_core" / module, "a") as fh:
+        fh.write(text)
+
+
+def test_comment_in_plotting_module_reruns_nothing(work):
+    edit_module(work, "plots.py", "\n# a comment, and a blank line\n\n")
+    assert pending(work) == {}
+
+
+def test_code_in_plotting_module_reruns_figures_only(work, dag):
+    edit_module(work, "plots.py", "\n_EDITED = True\n")
     jobs = pending(work)
-    assert jobs == downstream(dag_of(work), lambda rule, _: rule == "phiid_chunk")
-    assert jobs["phiid_chunk"] == 2 and jobs["phiid_merge"] == 1
-    assert "extract_activations" not in jobs
+    assert set(jobs) == PLOT_RULES
+    assert jobs == {r: n for r, n in downstream(dag, lambda rule, _: rule in PLOT_RULES).items()}
+
+
+def test_ranking_module_reruns_ranking_statistics_and_dependants(work, dag):
+    edit_module(work, "ranking.py", "\n_EDITED = True\n")
+    jobs = pending(work)
+    assert jobs == downstream(dag, lambda rule, _: rule in ("rank_heads", "model_stats"))
+    assert {"rank_heads", "model_stats", "ablate_heads", "summary"} <= set(jobs)
+    assert not {"extract_activations", "phiid_chunk", "phiid_merge"} & set(jobs)
+
+
+def test_phiid_kernel_reruns_chunks_and_everything_downstream(work, dag):
+    edit_module(work, "phiid/kernel.py", "\n_EDITED = True\n")
+    jobs = pending(work)
+    assert jobs == downstream(dag, lambda rule, _: rule == "phiid_chunk")
+    assert jobs["phiid_chunk"] == 6 and "extract_activations" not in jobs
+
+
+def test_tau_reruns_phiid_and_everything_downstream_not_extraction(work, dag):
+    write_config(work, phiid__tau=2)
+    jobs = pending(work)
+    assert jobs == downstream(dag, lambda rule, _: rule == "phiid_chunk")
+    assert "extract_activations" not in jobs and jobs["rank_heads"] == 2
+
+
+def test_n_chunks_reruns_nothing(work):
+    """Other chunk files, the same merged bytes: with the workflow profile's rerun triggers
+    (profiles/default) nothing is planned. Forcing the PhiID under the new layout reproduces
+    the merged files bit for bit, and then nothing downstream is stale."""
+    write_config(work, phiid__n_chunks=2)
+    assert pending(work) == {}
+    before = {m: (work / f"results/{m}/phiid/phiid.npz").read_bytes() for m in CONFIG["models"]}
+    smk(work, "--cores", "2", "--forcerun", "phiid_merge", "--until", "phiid_merge")
+    after = {m: (work / f"results/{m}/phiid/phiid.npz").read_bytes() for m in CONFIG["models"]}
+    assert after == before
+
+
+def test_block_pairs_reruns_nothing(work):
+    write_config(work, phiid__block_pairs=7)
+    assert pending(work) == {}
 
 
 def test_prompt_selection_reruns_everything(work, dag):
@@ -180,38 +246,10 @@ def test_prompt_selection_reruns_everything(work, dag):
     assert jobs == downstream(dag, lambda rule, _: True)  # that is, every job
 
 
-def test_newer_chunk_reruns_merge_and_downstream_unless_its_checksum_is_unchanged(work, dag):
-    """mtime counts (default rerun triggers), but Snakemake >= 8 also records the checksum of
-    every input file up to --max-checksum-file-size (1 MB) and ignores a newer mtime when the
-    content is unchanged. The demo's chunks are ~26 kB: touching one alone reruns nothing;
-    Pythia-1B's are larger (~2 MB with 4 chunks), which the option set to 0 stands in for."""
-    chunk = work / CHUNKS / "chunk_1.npz"
-    later = chunk.stat().st_mtime + 60
-    os.utime(chunk, (later, later))
-    assert chunk.stat().st_size < 1_000_000
-    assert pending(work) == {}
-    jobs = pending(work, "--max-checksum-file-size", "0")
-    assert jobs == downstream(dag, lambda rule, _: rule == "phiid_merge")
-    assert "phiid_chunk" not in jobs and "extract_activations" not in jobs
-
-
-def test_modified_chunk_reruns_merge_and_downstream(work, dag):
-    chunk = work / CHUNKS / "chunk_1.npz"
-    with np.load(chunk) as arrays:
-        content = dict(arrays)
-    with open(chunk, "wb") as fh:  # new content, newer mtime (only a dry run reads it)
-        np.savez(fh, edited=np.array(1), **content)
-    jobs = pending(work)
-    assert jobs == downstream(dag, lambda rule, _: rule == "phiid_merge")
-    assert "phiid_chunk" not in jobs and "extract_activations" not in jobs
-
-
-def test_edited_module_makes_its_rules_stale(work, dag):
-    with open(work / "workflow" / "synergy_core" / "ranking.py", "a") as fh:
-        fh.write("\n# an edit\n")
-    jobs = pending(work)
-    assert jobs == downstream(dag, lambda rule, _: rule == "rank_heads")
-    assert not {"extract_activations", "phiid_chunk", "phiid_merge", "model_stats"} & set(jobs)
+def test_chunks_are_deleted_once_merged(finished):
+    """Chunks are temp(): a finished run keeps only the merged files (and plans nothing)."""
+    assert not list((finished / "results").glob("*/phiid/chunks/*/*.npz"))
+    assert len(list((finished / "results").glob("*/phiid/phiid.npz"))) == 2
 
 
 def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
@@ -242,22 +280,25 @@ def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
     assert re.search(r"Finished jobid: \d+ \(Rule: phiid_chunk\)", text), text[-3000:]
     # The chunks on disk are the finished ones: outputs are written atomically, so a chunk
     # killed mid-write leaves no file. (Mapping the log's job ids to outputs proved fragile.)
-    done = {str(p.relative_to(work)) for p in (work / CHUNKS).glob("*.npz")}
-    all_chunks = {f"{CHUNKS}/chunk_{k}.npz" for k in range(CONFIG["phiid"]["n_chunks"])}
+    done = {str(p.relative_to(work)) for p in (work / "results").glob("*/phiid/chunks/n3/*.npz")}
+    all_chunks = {f"results/{m}/phiid/chunks/n3/chunk_{k}.npz" for m in CONFIG["models"]
+                  for k in range(CONFIG["phiid"]["n_chunks"])}
     assert done and done < all_chunks, (done, text[-3000:])
     for c in done:
         load_arrays(work / c, ("atoms",))  # complete and readable
-    mtimes = {c: (work / c).stat().st_mtime_ns for c in done}
 
     # only the missing chunks and what depends on them (not the extraction, not done chunks)
     jobs = pending(work, "--rerun-incomplete")
-    done_idx = {re.search(r"chunk_(\d+)\.npz$", c)[1] for c in done}
-    expected = downstream(dag, lambda rule, label: rule == "phiid_chunk"
-                          and re.search(r"chunk: (\d+)", label)[1] not in done_idx)
+    # Every model's merge and what follows were deleted, so everything downstream of the
+    # chunks runs; of the chunks, only the missing ones. (The --dag labels do not always name
+    # the model of a chunk, so chunks are counted rather than matched.)
+    expected = downstream(dag, lambda rule, _: rule == "phiid_chunk")
+    expected["phiid_chunk"] = len(all_chunks - done)
     assert jobs == expected
     assert jobs["phiid_chunk"] == len(all_chunks - done) and "extract_activations" not in jobs
 
-    smk(work, "--cores", "2", "--rerun-incomplete")
-    assert {c: (work / c).stat().st_mtime_ns for c in done} == mtimes  # not recomputed
+    out = smk(work, "--cores", "2", "--rerun-incomplete")
+    # the finished chunks were merged as they were, not recomputed (then deleted, being temp)
+    assert len(re.findall(r"\(Rule: phiid_chunk\)", out)) == len(all_chunks - done)
     assert pending(work) == {}
     results_identical(finished, work)  # phiid.npz atoms, rankings, ablation, statistics

@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 
 from synergy_core import stats as S
-from synergy_core.ablation import auc_table
-from synergy_core.phiid import pair_matrix, phiid_all_pairs, upper_triangle_pairs
+from synergy_core.ablation_curves import ablation_auc_stats, auc_table
+from synergy_core.phiid.all_pairs import phiid_all_pairs
+from synergy_core.phiid.chunks import pair_matrix, upper_triangle_pairs
 from synergy_core.ranking import rank_heads
+from synergy_core.resample import bootstrap_weights
 
 L, NH, N_PROMPTS = 8, 4, 30
 H = L * NH
@@ -68,7 +70,7 @@ def test_ones_weights_equal_pipeline_on_phiid_output():
 def test_weights_columns_and_multiplicities():
     sts, rtr = synthetic(True, seed=3, noise=2.0, nan_frac=0.05)
     rng = np.random.default_rng(0)
-    w = S.bootstrap_weights(N_PROMPTS, 5, rng)
+    w = bootstrap_weights(N_PROMPTS, 5, rng)
     assert w.shape == (N_PROMPTS, 5) and np.all(w.sum(axis=0) == N_PROMPTS)
     got = S.syn_red_from_prompt_weights(sts, rtr, PAIRS, H, w)
     assert got.shape == (H, 5)
@@ -262,7 +264,7 @@ def ablation_long(n_heads=16, n_prompts=20, n_random=5, syn_factor=2.0, red_fact
 
 def test_ablation_planted_ratios():
     long = ablation_long()
-    res = S.ablation_auc_stats(long, n_boot=300, seed=0)
+    res = ablation_auc_stats(long, n_boot=300, seed=0)
     t = res["summary"].set_index("quantity")
     assert t.loc["ratio_synergistic_random", "estimate"] == pytest.approx(2.0, rel=0.03)
     assert t.loc["ratio_synergistic_random", "ci_low"] > 1
@@ -286,8 +288,8 @@ def test_ablation_bootstrap_matches_explicit_resample_and_handles_gaps():
                                       & (long.n_removed == 3)])     # a count missing for one curve
     cell = (long.order == "synergistic_first") & (long.prompt == "p02") & (long.n_removed == 5)
     long.loc[cell, "kl"] = np.nan
-    res = S.ablation_auc_stats(long, n_boot=4, seed=9)
-    w = S.bootstrap_weights(6, 4, np.random.default_rng(9))     # the resamples it drew
+    res = ablation_auc_stats(long, n_boot=4, seed=9)
+    w = bootstrap_weights(6, 4, np.random.default_rng(9))     # the resamples it drew
     prompts = sorted(long.prompt.unique())
     for b in range(4):
         idx = np.repeat(np.arange(6), w[:, b].astype(int))
@@ -301,7 +303,7 @@ def test_ablation_bootstrap_matches_explicit_resample_and_handles_gaps():
 
 def test_ablation_without_random_orders():
     long = ablation_long(n_random=0)
-    res = S.ablation_auc_stats(long, n_boot=20)
+    res = ablation_auc_stats(long, n_boot=20)
     t = res["summary"].set_index("quantity")
     assert np.isnan(t.loc["ratio_synergistic_random", "estimate"]) and np.isnan(res["frac_random_beaten"])
     assert t.loc["auc_synergistic_first", "estimate"] > 0

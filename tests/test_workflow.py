@@ -30,7 +30,7 @@ def test_dry_run_of_demo_lists_the_whole_pipeline(repo):
     for model in ("tiny-neox-step0", "tiny-neox-step30", "tiny-neox-step150", "tiny-neox-random",
                   "tiny-llama"):
         assert f"results/{model}/activations.npz" in out
-        assert f"results/{model}/phiid/chunks/chunk_2.npz" in out
+        assert f"results/{model}/phiid/chunks/n3/chunk_2.npz" in out
         assert f"results/{model}/stats/profile_scores.tsv" in out
     assert "results/tiny-neox-step150/ablation/kl_long.tsv" in out
     assert "results/tiny-neox-random/ablation" not in out   # random twins are not ablated

@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 
 try:
-    from synergy_core.phiid import DEFAULT_MAX_BLOCK_PAIRS, chunk_range, phiid_all_pairs
+    from synergy_core.phiid.all_pairs import DEFAULT_MAX_BLOCK_PAIRS, phiid_all_pairs
+    from synergy_core.phiid.chunks import chunk_range
 except ImportError:  # running from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "workflow"))
-    from synergy_core.phiid import DEFAULT_MAX_BLOCK_PAIRS, chunk_range, phiid_all_pairs
+    from synergy_core.phiid.all_pairs import DEFAULT_MAX_BLOCK_PAIRS, phiid_all_pairs
+    from synergy_core.phiid.chunks import chunk_range
 
 
 def make_acts(n_prompts: int, n_heads: int, n_steps: int, seed: int = 0) -> np.ndarray:

@@ -35,8 +35,8 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from synergy_core import graphs, stats
-    from synergy_core.phiid import upper_triangle_pairs
+    from synergy_core import ablation_curves, graphs, stats
+    from synergy_core.phiid.chunks import upper_triangle_pairs
 
     n_layers, n_heads, n_prompts = 16, 8, 60
     h = n_layers * n_heads
@@ -86,7 +86,7 @@ def main() -> None:
                lambda: stats.split_half_reliability(sts, rtr, pairs, h, n_splits=args.splits))
     print(f"  split-half mean {sh['mean']:.3f} sd {sh['sd']:.3f}")
     ab = timed(f"ablation_auc_stats ({args.boot})",
-               lambda: stats.ablation_auc_stats(long, n_boot=args.boot))
+               lambda: ablation_curves.ablation_auc_stats(long, n_boot=args.boot))
     print(ab["summary"][["quantity", "estimate", "ci_low", "ci_high"]].to_string(index=False))
     cats = np.repeat([f"c{k}" for k in range(6)], 10)
     timed("category_profiles (6 categories)",

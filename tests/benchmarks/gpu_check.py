@@ -26,11 +26,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(REPO / "tests"))
 
-from synergy_core.ablation import (ablation_orders, kl_for_masks, masks_for_orders,  # noqa: E402
-                                   removal_counts)
-from synergy_core.extract import (eos_ids, generate_with_norms, teacher_forced_norms,  # noqa: E402
-                                  tokenize_prompts)
+from reference_norms import teacher_forced_norms  # noqa: E402
+
+from synergy_core.ablation import ablation_orders, kl_for_masks, masks_for_orders, removal_counts  # noqa: E402
+from synergy_core.extract import eos_ids, generate_with_norms, tokenize_prompts  # noqa: E402
 from synergy_core.hooks import head_hooks, model_shape  # noqa: E402
 from synergy_core.models import build_byte_tokenizer  # noqa: E402
 from synergy_core.prompts import load_prompts  # noqa: E402
