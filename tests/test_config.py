@@ -204,3 +204,16 @@ def test_n_chunks_checked_against_a_cached_hub_config(demo, tmp_path):
         validate_config(copy.deepcopy(cfg))
     cfg["models"]["m"]["revision"] = "step6"   # not cached: cannot be checked, no error
     validate_config(copy.deepcopy(cfg))
+
+
+def test_paired_comparisons_of_the_demo(demo):
+    from synergy_core.config import paired_comparisons
+
+    cfg = validate_config(copy.deepcopy(demo))
+    families = {"tiny-neox": ["tiny-neox-step0", "tiny-neox-step30", "tiny-neox-step150"]}
+    assert paired_comparisons(cfg, families) == [
+        ("tiny-neox-step0", "tiny-neox-random", "random"),
+        ("tiny-neox-step30", "tiny-neox-random", "random"),
+        ("tiny-neox-step150", "tiny-neox-random", "random"),
+        ("tiny-neox-step150", "tiny-neox-step0", "first"),
+    ]

@@ -220,3 +220,38 @@ def test_statistics_and_verdict_table(tmp_path):
     assert row.model == "m" and row.heads == 8 and row.prompts == 6
     assert row.mid_minus_outer == pytest.approx(scores.estimate["mid_minus_outer"])
     assert row.synergy_global_efficiency.startswith(f"{graphs.estimate[0]:.3g} [")
+
+
+def test_paired_comparison_of_two_models(tmp_path):
+    """Two models over the same prompts: a table of differences with permutation p-values; a
+    model with other prompts is refused, naming both files."""
+    import pandas as pd
+
+    from synergy_core.stages.compare import compare_models
+
+    merged = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        d = tmp_path / name
+        d.mkdir()
+        _fake_activations(d / "acts.npz", n_prompts=6, n_heads=8, seed=seed)
+        chunks = [d / "c0.npz"]
+        compute_phiid_chunk(d / "acts.npz", chunks[0], 0, CFG)
+        merge_phiid_chunks(d / "acts.npz", chunks, d / "m.npz", CFG)
+        merged[name] = d / "m.npz"
+    cfg = dict(n_permutations=99, seed=0, ci=0.95)
+    compare_models(merged["a"], merged["b"], tmp_path / "ab.tsv", cfg)
+    table = pd.read_csv(tmp_path / "ab.tsv", sep="\t").set_index("score")
+    assert set(table.index) == {"mid_minus_outer", "quad_coef"}
+    for r in table.itertuples():
+        assert r.difference == pytest.approx(r.estimate_a - r.estimate_b)
+        assert r.ci_low <= r.difference <= r.ci_high and 0.01 <= r.p <= 1 and r.n_prompts == 6
+    compare_models(merged["a"], merged["a"], tmp_path / "aa.tsv", cfg)   # a model against itself
+    same = pd.read_csv(tmp_path / "aa.tsv", sep="\t")
+    assert (same.difference == 0).all() and (same.p == 1).all()
+    d = tmp_path / "c"
+    d.mkdir()
+    _fake_activations(d / "acts.npz", n_prompts=5, n_heads=8, seed=2)
+    compute_phiid_chunk(d / "acts.npz", d / "c0.npz", 0, CFG)
+    merge_phiid_chunks(d / "acts.npz", [d / "c0.npz"], d / "m.npz", CFG)
+    with pytest.raises(CorruptOutputError, match="differ in prompt_ids"):
+        compare_models(merged["a"], d / "m.npz", tmp_path / "ac.tsv", cfg)

@@ -23,6 +23,7 @@ from synergy_core.config import (
     export_environment,
     load_yaml_strict,
     model_spec,
+    paired_comparisons,
     validate_config,
 )
 from synergy_core.stages.phiid import NUMERIC_SETTINGS
@@ -45,9 +46,14 @@ for _name, _spec in config["models"].items():
 FAMILIES = {f: m for f, m in FAMILIES.items() if len(m) > 1}
 
 
+# Paired comparisons for compare_models: (model, other, kind), see config.paired_comparisons.
+COMPARISONS = paired_comparisons(config, FAMILIES)
+
+
 # Light rules (seconds each) run where Snakemake runs, e.g. a cluster's login node, instead of
 # waiting in the queue; the GPU rules, PhiID chunks and model_stats are submitted as jobs.
 localrules:
+    compare_models,
     phiid_merge,
     rank_heads,
     ablation_stats,
@@ -61,6 +67,7 @@ localrules:
 
 wildcard_constraints:
     model="|".join(re.escape(m) for m in MODELS),
+    other="|".join(re.escape(m) for m in MODELS),
     family="|".join(re.escape(f) for f in FAMILIES) or "no-family",
     chunk=r"\d+",
 
@@ -107,5 +114,6 @@ def all_outputs():
         + expand(f"{RESULTS}/{{model}}/figures/fig3bc_graphs.png", model=MODELS)
         + expand(f"{RESULTS}/{{model}}/figures/fig4a_ablation.png", model=ABLATED)
         + expand(f"{RESULTS}/figures/fig3a_progression_{{family}}.png", family=FAMILIES)
+        + [f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS]
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
     )

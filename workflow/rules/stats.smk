@@ -67,6 +67,7 @@ rule summary:
         graphs=expand(f"{RESULTS}/{{model}}/stats/graphs.tsv", model=MODELS),
         ablation=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.tsv", model=ABLATED),
         ablation_json=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.json", model=ABLATED),
+        comparisons=[f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS],
     output:
         report(
             f"{RESULTS}/summary.tsv",
@@ -80,6 +81,7 @@ rule summary:
     params:
         models=MODELS,
         ablated=ABLATED,
+        comparisons=COMPARISONS,
         specs={m: dict(weights_of(m), family=config["models"][m]["family"]) for m in MODELS},
         code=code_of("summary"),
     script:

@@ -8,4 +8,6 @@ models = {m: dict(spec=params.specs[m], diagnostics=d, scores=s, stats=j, graphs
           for m, d, s, j, g in zip(params.models, inp.diagnostics, inp.scores, inp.stats, inp.graphs)}
 for m, tsv, js in zip(params.ablated, inp.ablation, inp.ablation_json):
     models[m].update(ablation=tsv, ablation_json=js)
+for (m, other, kind), tsv in zip(params.comparisons, inp.comparisons):
+    models[m].setdefault("comparisons", {})[kind] = dict(other=other, path=tsv)
 build_summary(models, snakemake.output[0])

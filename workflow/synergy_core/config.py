@@ -221,6 +221,30 @@ def hub_cache_file(hf_id: str, filename: str, revision: str | None = None,
     return path if path.is_file() else None
 
 
+def paired_comparisons(config: dict, families: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """The paired model comparisons ``(model, other, kind)``: every pretrained model minus its
+    random-init twin (the first ``init: random`` model with the same ``hf_id``; kind
+    ``random``), and each family's final checkpoint minus its first (by the step number in the
+    revision; kind ``first``). ``families`` maps a family to its models (two or more)."""
+    models = config["models"]
+
+    def step(name):
+        digits = "".join(c for c in str(models[name].get("revision") or "") if c.isdigit())
+        return int(digits or 0)
+
+    out = []
+    for name, spec in models.items():
+        if spec["init"] != "pretrained":
+            continue
+        twins = [r for r, s in models.items() if s["init"] == "random" and s["hf_id"] == spec["hf_id"]]
+        if twins:
+            out.append((name, twins[0], "random"))
+    for members in families.values():
+        ordered = sorted(members, key=step)
+        out.append((ordered[-1], ordered[0], "first"))
+    return out
+
+
 def _cached_heads(spec: dict, hf_home: str | None) -> int | None:
     """Total heads of a hub model if its config.json is already local (no network), else None."""
     import json

@@ -13,8 +13,9 @@ def _ci_text(row) -> str:
 
 def build_summary(models: dict, out_path) -> None:
     """One row per model (the verdict table). ``models`` maps a model name to a dict with its
-    ``spec`` and the paths ``diagnostics``, ``scores``, ``stats``, ``graphs`` and, for ablated
-    models, ``ablation`` and ``ablation_json``."""
+    ``spec`` and the paths ``diagnostics``, ``scores``, ``stats``, ``graphs``, for ablated
+    models ``ablation`` and ``ablation_json``, and ``comparisons``: ``{kind: {"other": model,
+    "path": tsv}}`` for the paired comparisons this model is the first of."""
     rows = []
     for name, m in models.items():
         spec = m["spec"]
@@ -43,5 +44,15 @@ def build_summary(models: dict, out_path) -> None:
             for q in ("ratio_synergistic_random", "ratio_redundant_random"):
                 row[q] = _ci_text(abl.loc[q])
             row["frac_random_beaten"] = read_json(m["ablation_json"])["frac_random_beaten"]
+        for kind, comp in m.get("comparisons", {}).items():
+            # vs_random: this model minus its random-init twin; vs_first: this (final)
+            # checkpoint minus the family's first. Paired by prompt, permutation p-value.
+            table = read_table(comp["path"], ("score", "difference", "ci_low", "ci_high", "p"))
+            row[f"vs_{kind}_model"] = comp["other"]
+            for r in table.itertuples():
+                row[f"vs_{kind}_{r.score}"] = r.difference
+                row[f"vs_{kind}_{r.score}_ci_low"] = r.ci_low
+                row[f"vs_{kind}_{r.score}_ci_high"] = r.ci_high
+                row[f"vs_{kind}_{r.score}_p"] = r.p
         rows.append(row)
     write_table(out_path, pd.DataFrame(rows))
