@@ -1,6 +1,5 @@
 """The paired model comparison is calibrated under its null and detects a planted difference."""
 import pytest
-
 from calib_compare import comparison_rates
 
 
