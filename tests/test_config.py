@@ -1,5 +1,6 @@
 """Bad configuration fails at validation time with a message naming the offending key."""
 import copy
+import re
 
 import pytest
 import yaml
@@ -217,3 +218,12 @@ def test_paired_comparisons_of_the_demo(demo):
         ("tiny-neox-step150", "tiny-neox-random", "random"),
         ("tiny-neox-step150", "tiny-neox-step0", "first"),
     ]
+
+
+@pytest.mark.parametrize("name", ["figures", "logs", "summary.tsv"])
+def test_reserved_names_refused(demo, name):
+    cfg = copy.deepcopy(demo)
+    cfg["models"] = {name: {"hf_id": "builtin:tiny-gpt-neox"}}
+    cfg["ablation"]["models"] = None
+    with pytest.raises(ConfigError, match=f"config key models.{re.escape(name)}: .* a name the workflow uses"):
+        validate_config(cfg)

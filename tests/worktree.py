@@ -12,18 +12,25 @@ SKIP = {".git", ".venv", "venv", ".snakemake", "results", ".pytest_cache", ".ruf
         "__pycache__", "build", "dist"}
 
 
+def _skipped(name: str) -> bool:
+    parts = Path(name).parts
+    return bool(SKIP & set(parts)) or any(p.endswith(".egg-info") for p in parts)
+
+
 def project_files(src: Path) -> list[str]:
+    names = []
     try:
-        listing = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=src,
-                                 capture_output=True, check=True).stdout
-        names = [f for f in listing.decode().split("\0") if f]
-        if names:
-            return names
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=src, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        if Path(top).resolve() == Path(src).resolve():  # not a subdirectory of another repository
+            listing = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"], cwd=src,
+                                     capture_output=True, check=True).stdout
+            names = [f for f in listing.decode().split("\0") if f]
     except (OSError, subprocess.CalledProcessError):  # not a git checkout, or no git
         pass
-    return [str(p.relative_to(src)) for p in src.rglob("*")
-            if p.is_file() and not SKIP & set(p.relative_to(src).parts)
-            and not p.name.endswith(".egg-info") and ".egg-info" not in str(p)]
+    if not names:
+        names = [str(p.relative_to(src)) for p in src.rglob("*") if p.is_file()]
+    return [n for n in names if not _skipped(n)]
 
 
 def copy_worktree(src: Path, dst: Path) -> Path:

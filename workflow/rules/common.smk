@@ -32,6 +32,15 @@ for _path in workflow.overwrite_configfiles or workflow.configfiles:
     load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
 validate_config(config, WORKFLOW_DIR / "schemas" / "config.schema.yaml")
 
+from snakemake.logging import logger
+
+if {"input", "code"} & {str(t).split(".")[-1].lower() for t in workflow.rerun_triggers}:
+    logger.warning(
+        "synergy-core: the rerun triggers include `input` or `code` (profiles/default was not "
+        "applied, e.g. --workflow-profile none or --rerun-triggers): changing phiid.n_chunks or "
+        "a comment in a rule script will rerun jobs whose numbers cannot change."
+    )
+
 # Jobs (local, conda or SLURM) import synergy_core from this checkout and share the model cache.
 export_environment(config, WORKFLOW_DIR)
 

@@ -18,7 +18,7 @@ rule extract_activations:
     params:
         spec=spec_of,
         selection=pick("prompts", "file", "categories", "per_category", "first_k", "chat_template"),
-        generation=config["generation"],
+        generation=dict(sorted(config["generation"].items())),
         code=code_of("extract_activations"),
     script:
         "../scripts/extract_activations.py"

@@ -30,7 +30,7 @@ rule model_stats:
         "../../envs/analysis.yaml"
     threads: 2
     params:
-        stats=config["stats"],
+        stats=dict(sorted(config["stats"].items())),
         tau=config["phiid"]["tau"],
         code=code_of("model_stats"),
     script:

@@ -22,6 +22,11 @@ from .phiid.kernel import MIN_SAMPLES
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 
+#: Names under results/ that the workflow writes itself: no model or family may take them.
+RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "summary.tsv", "report.html",
+                            "README.md", "comparisons"})
+
+
 class ConfigError(ValueError):
     """Invalid configuration; the message names the key and the fix."""
 
@@ -130,6 +135,8 @@ def _check_semantics(config: dict) -> None:
                           f"is not installed here (it is not on PyPI): {PHYID_INSTALL}")
     if phi["backend"] == "phyid" and phi["aggregation"] != "per_prompt":
         raise ConfigError("config key phiid.aggregation: the phyid backend supports per_prompt only")
+    # one spelling per file (./config/x.tsv and config/x.tsv are the same input and params)
+    config["prompts"]["file"] = os.path.normpath(config["prompts"]["file"])
     prompts_file = Path(config["prompts"]["file"])
     if not prompts_file.is_file():
         raise ConfigError(f"config key prompts.file: {prompts_file} does not exist")
@@ -147,6 +154,9 @@ def _check_semantics(config: dict) -> None:
                           f"(configured: {sorted(config['models'])})")
     for name, spec in config["models"].items():
         where = f"config key models.{name}"
+        if name in RESERVED_NAMES or spec.get("family") in RESERVED_NAMES:
+            raise ConfigError(f"{where}: {name!r} (or its family) is a name the workflow uses under "
+                              f"results/ itself ({', '.join(sorted(RESERVED_NAMES))}); choose another")
         if is_builtin(spec["hf_id"]):
             if spec["hf_id"] not in BUILTIN_MODELS:
                 raise ConfigError(f"{where}.hf_id: unknown built-in model {spec['hf_id']!r}; "

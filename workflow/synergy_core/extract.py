@@ -99,8 +99,7 @@ def generate_with_norms(model, hooks: HeadHooks, prompt_ids: list[list[int]], nu
     """Greedy decoding of exactly ``num_tokens`` tokens per prompt with EOS suppressed, batched
     with left padding and a KV cache, capturing every head's output norm at each step."""
     n = len(prompt_ids)
-    n_heads = hooks.shape.n_total_heads
-    norms = np.empty((n, n_heads, num_tokens), dtype=np.float32)
+    norms = np.empty((n, hooks.shape.n_total_heads, num_tokens), dtype=np.float32)
     tokens = np.empty((n, num_tokens), dtype=np.int64)
     natural = np.full(n, -1, dtype=np.int64)
     eos_t = torch.tensor(eos, device=device)

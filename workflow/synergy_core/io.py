@@ -128,6 +128,19 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def write_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
+    """Save a matplotlib figure atomically; the format is the file's suffix (png, pdf, ...)."""
+    path = Path(path)
+    handle, tmp = _atomic_target(path)
+    try:
+        fig.savefig(handle, format=path.suffix.lstrip(".") or None, **savefig_kwargs)
+        _commit(handle, tmp, path)
+    except BaseException:
+        handle.close()
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def write_table(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame as a tab-separated file atomically (floats at full precision)."""
     write_text(path, frame.to_csv(sep="\t", index=False, float_format="%.17g"))

@@ -123,8 +123,11 @@ def nan_counts(table: pd.DataFrame, n_prompts: int, title: str) -> plt.Figure:
 
 
 def save(fig: plt.Figure, png: str, pdf: str) -> None:
-    fig.savefig(png, dpi=150)
-    fig.savefig(pdf)
+    """Write the figure as PNG (150 dpi) and PDF, each atomically, and close it."""
+    from .io import write_figure
+
+    write_figure(fig, png, dpi=150)
+    write_figure(fig, pdf)
     plt.close(fig)
 
 

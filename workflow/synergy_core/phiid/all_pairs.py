@@ -7,14 +7,14 @@ import numpy as np
 
 from .chunks import PairwisePhiID, pairs_in_range
 from .kernel import (
-    _N_ATOMS,
-    _N_MIS,
     MIN_SAMPLES,
-    _atoms_from_mis,
-    _check_tau,
-    _mis_from_corr,
-    _prepare_prompt,
-    _singular_cells,
+    N_ATOMS,
+    N_MIS,
+    atoms_from_mis,
+    check_tau,
+    mis_from_corr,
+    prepare_prompt,
+    singular_cells,
 )
 
 #: Default number of pairs processed at once by :func:`phiid_all_pairs`.
@@ -43,7 +43,7 @@ def _row_correlations(zp, zf, i_lo, i_hi):
     return full[rows]
 
 
-def _check_acts(acts):
+def check_acts(acts):
     acts = np.asarray(acts)
     if acts.ndim != 3:
         raise ValueError(f"acts must have shape [prompts, heads, steps], got shape {acts.shape}")
@@ -52,7 +52,7 @@ def _check_acts(acts):
     return acts
 
 
-def _check_range(n_all, pair_start, pair_stop):
+def check_range(n_all, pair_start, pair_stop):
     if pair_stop is None:
         pair_stop = n_all
     for name, val in (("pair_start", pair_start), ("pair_stop", pair_stop)):
@@ -139,8 +139,8 @@ def phiid_all_pairs(
         If ``acts`` is not 3-D, ``tau`` is not an integer >= 1, ``aggregation`` is
         unknown, the pair range is invalid or ``max_block_pairs < 1``.
     """
-    acts = _check_acts(acts)
-    tau = _check_tau(tau)
+    acts = check_acts(acts)
+    tau = check_tau(tau)
     if aggregation not in _AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {_AGGREGATIONS}, got {aggregation!r}")
     if isinstance(max_block_pairs, (bool, np.bool_)) or not isinstance(max_block_pairs, (int, np.integer)) \
@@ -148,7 +148,7 @@ def phiid_all_pairs(
         raise ValueError(f"max_block_pairs must be an integer >= 1, got {max_block_pairs!r}")
     n_prompts, n_total_heads, n_steps = acts.shape
     n_all = n_total_heads * (n_total_heads - 1) // 2
-    pair_start, pair_stop = _check_range(n_all, pair_start, pair_stop)
+    pair_start, pair_stop = check_range(n_all, pair_start, pair_stop)
     pairs = pairs_in_range(n_total_heads, pair_start, pair_stop)
     n_pairs = pairs.shape[0]
     pooled = aggregation == "pooled"
@@ -157,7 +157,7 @@ def phiid_all_pairs(
     per_sts = np.full((n_pairs, n_prompts), np.nan)
     per_rtr = np.full((n_pairs, n_prompts), np.nan)
     result = PairwisePhiID(
-        pairs=pairs, atoms=np.full((n_pairs, _N_ATOMS), np.nan), per_prompt_sts=per_sts,
+        pairs=pairs, atoms=np.full((n_pairs, N_ATOMS), np.nan), per_prompt_sts=per_sts,
         per_prompt_rtr=per_rtr, nan_count=np.full(n_pairs, n_prompts, dtype=np.int64),
         n_prompts=int(n_prompts), tau=tau, aggregation=aggregation)
     cells_possible = t >= MIN_SAMPLES
@@ -175,8 +175,8 @@ def phiid_all_pairs(
     width = 2 * n_total_heads                      # columns of the correlation rows
     blocks = [(b0, min(b0 + max_block_pairs, n_pairs)) for b0 in range(0, n_pairs, max_block_pairs)]
     bsz = min(max_block_pairs, n_pairs)
-    mis = np.empty((_N_MIS, bsz))
-    atoms = np.empty((_N_ATOMS, bsz))
+    mis = np.empty((N_MIS, bsz))
+    atoms = np.empty((N_ATOMS, bsz))
 
     if pooled:
         corr_sum = np.zeros((2 * n_rows, width))
@@ -184,7 +184,7 @@ def phiid_all_pairs(
         ac_all = np.zeros((n_prompts, n_total_heads))
 
     for n in range(n_prompts):
-        prep = _prepare_prompt(acts[n], tau)
+        prep = prepare_prompt(acts[n], tau)
         (zp, zf), valid, ac = prep
         corr = _row_correlations(zp, zf, i_lo, i_hi)
         if pooled:
@@ -211,9 +211,9 @@ def phiid_all_pairs(
             c1 = ac[pi]
             c2 = ac[pj]
             m = mis[:, :nb]
-            det = _mis_from_corr(p, u, v, q, c1, c2, m, mi_auto[pi], mi_auto[pj])
-            a = _atoms_from_mis(m, atoms[:, :nb])
-            bad = _singular_cells(p, u, v, q, c1, c2, det)
+            det = mis_from_corr(p, u, v, q, c1, c2, m, mi_auto[pi], mi_auto[pj])
+            a = atoms_from_mis(m, atoms[:, :nb])
+            bad = singular_cells(p, u, v, q, c1, c2, det)
             if not all_valid:
                 bad |= ~(valid[pi] & valid[pj])
             if bad.any():
@@ -262,9 +262,9 @@ def _pooled_atoms(result, corr_sum, valid_all, ac_all, i_lo, n_rows, blocks):
             q = flat[base + n_total_heads] / cnt
             c1 = ac_ij[pi, pj] / cnt
             c2 = ac_ij[pj, pi] / cnt
-        mis = np.empty((_N_MIS, nb))
-        det = _mis_from_corr(p, u, v, q, c1, c2, mis)
-        a = _atoms_from_mis(mis, np.empty((_N_ATOMS, nb)))
-        bad = _singular_cells(p, u, v, q, c1, c2, det) | (cnt == 0)
+        mis = np.empty((N_MIS, nb))
+        det = mis_from_corr(p, u, v, q, c1, c2, mis)
+        a = atoms_from_mis(mis, np.empty((N_ATOMS, nb)))
+        bad = singular_cells(p, u, v, q, c1, c2, det) | (cnt == 0)
         a[:, bad] = np.nan
         out[b0:b1] = a.T

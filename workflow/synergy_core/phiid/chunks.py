@@ -13,7 +13,7 @@ import numpy as np
 
 from .kernel import ATOM_NAMES
 
-_N_ATOMS = len(ATOM_NAMES)
+N_ATOMS = len(ATOM_NAMES)
 
 
 @dataclass
@@ -198,7 +198,7 @@ def atom_matrices(atoms: np.ndarray, pairs: np.ndarray, n_total_heads: int) -> n
     """
     atoms = np.asarray(atoms, dtype=np.float64)
     pairs = np.asarray(pairs)
-    out = np.full((_N_ATOMS, n_total_heads, n_total_heads), np.nan)
+    out = np.full((N_ATOMS, n_total_heads, n_total_heads), np.nan)
     swap = [ATOM_NAMES.index(SWAPPED_ATOM[name]) for name in ATOM_NAMES]
     out[:, pairs[:, 0], pairs[:, 1]] = atoms.T
     out[:, pairs[:, 1], pairs[:, 0]] = atoms[:, swap].T

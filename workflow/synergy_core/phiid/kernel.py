@@ -90,11 +90,11 @@ MIN_SAMPLES: int = 5
 # safely above SINGULAR_RCOND (2.2e-10). Only cells below the screen get an eigen check.
 _DET_SCREEN = 1e-8
 
-_N_ATOMS = len(ATOM_NAMES)
-_N_MIS = len(MI_NAMES)
+N_ATOMS = len(ATOM_NAMES)
+N_MIS = len(MI_NAMES)
 
 
-def _check_tau(tau: Any) -> int:
+def check_tau(tau: Any) -> int:
     if isinstance(tau, (bool, np.bool_)) or not isinstance(tau, (int, np.integer)):
         raise ValueError(f"tau must be an integer >= 1, got {tau!r}")
     if tau < 1:
@@ -103,7 +103,7 @@ def _check_tau(tau: Any) -> int:
 
 
 
-def _mis_from_corr(p, u, v, q, c1, c2, mis, ixa=None, iyb=None):
+def mis_from_corr(p, u, v, q, c1, c2, mis, ixa=None, iyb=None):
     """Nine mean Gaussian MIs of a batch of 4x4 correlation matrices.
 
     The correlation matrix of ``(x, y, a, b)`` has off-diagonals
@@ -111,7 +111,7 @@ def _mis_from_corr(p, u, v, q, c1, c2, mis, ixa=None, iyb=None):
     float64 arrays of shape [B]; ``mis`` is a float64 output of shape [9, B] (rows in
     :data:`MI_NAMES` order). ``ixa``/``iyb`` may pass precomputed ``I(x;a)``/``I(y;b)``.
     Returns ``det R`` (shape [B]); non-positive-definite matrices give NaN/inf (no
-    warnings), which :func:`_singular_cells` flags.
+    warnings), which :func:`singular_cells` flags.
 
     Determinants come from closed-form Cholesky factors (Schur complements), e.g.
     ``det R = det R_xy * s(a | x, y) * s(b | x, y, a)``, with ``1 - r^2`` evaluated as
@@ -169,7 +169,7 @@ def _mis_from_corr(p, u, v, q, c1, c2, mis, ixa=None, iyb=None):
     return det
 
 
-def _atoms_from_mis(mis, out):
+def atoms_from_mis(mis, out):
     """The 16 mean atoms (phyid MMI lattice) from the 9 mean MIs.
 
     ``mis`` has shape [9, B] (:data:`MI_NAMES` order), ``out`` shape [16, B]
@@ -241,7 +241,7 @@ def _atoms_from_mis_impl(mis, out):
     return out
 
 
-def _singular_cells(p, u, v, q, c1, c2, det):
+def singular_cells(p, u, v, q, c1, c2, det):
     """Boolean [B]: cells whose 4x4 correlation phyid/scipy would reject as singular."""
     bad = ~(det > _DET_SCREEN)  # also catches NaN
     idx = np.flatnonzero(bad)
@@ -270,11 +270,11 @@ def _pair_cell(src, trg, tau):
         raise ValueError(f"src and trg must be 1-D, got shapes {src.shape} and {trg.shape}")
     if src.shape[0] != trg.shape[0]:
         raise ValueError(f"src and trg must have the same length, got {src.shape[0]} and {trg.shape[0]}")
-    tau = _check_tau(tau)
-    nan = np.full(_N_MIS, np.nan), np.full(_N_ATOMS, np.nan)
+    tau = check_tau(tau)
+    nan = np.full(N_MIS, np.nan), np.full(N_ATOMS, np.nan)
     if src.shape[0] - tau < MIN_SAMPLES:
         return nan
-    prep = _prepare_prompt(np.stack([src, trg]), tau)
+    prep = prepare_prompt(np.stack([src, trg]), tau)
     z, valid, _ = prep
     if not valid.all():
         return nan
@@ -282,11 +282,11 @@ def _pair_cell(src, trg, tau):
     c = np.array([[zp[0] @ zp[1]], [zp[0] @ zf[1]], [zf[0] @ zp[1]], [zf[0] @ zf[1]],
                   [zp[0] @ zf[0]], [zp[1] @ zf[1]]])
     p, u, v, q, c1, c2 = c
-    mis = np.empty((_N_MIS, 1))
-    det = _mis_from_corr(p, u, v, q, c1, c2, mis)
-    if _singular_cells(p, u, v, q, c1, c2, det)[0]:
+    mis = np.empty((N_MIS, 1))
+    det = mis_from_corr(p, u, v, q, c1, c2, mis)
+    if singular_cells(p, u, v, q, c1, c2, det)[0]:
         return nan
-    atoms = _atoms_from_mis(mis, np.empty((_N_ATOMS, 1)))
+    atoms = atoms_from_mis(mis, np.empty((N_ATOMS, 1)))
     return mis[:, 0], atoms[:, 0]
 
 
@@ -347,7 +347,7 @@ def _standardise(w):
     return z, ok
 
 
-def _prepare_prompt(w, tau):
+def prepare_prompt(w, tau):
     """Standardised past/future windows of one prompt's heads.
 
     ``w`` [H, N] (any real dtype). Returns ``((zp, zf), valid, ac)`` with

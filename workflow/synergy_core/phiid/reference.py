@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..runtime import THREAD_ENV_VARS
-from .all_pairs import _check_acts, _check_range
+from .all_pairs import check_acts, check_range
 from .chunks import PairwisePhiID, pairs_in_range
-from .kernel import _N_ATOMS, ATOM_NAMES, _check_tau
+from .kernel import ATOM_NAMES, N_ATOMS, check_tau
 
 #: Reference phyid commit and install command for the optional phyid backend.
 PHYID_COMMIT = "f7fe791217ef5ee16cf9222a3ed089e66f423a1f"
@@ -55,7 +55,7 @@ def _phyid_pair_task(pair):
     acts = _worker_state["acts"]
     tau = _worker_state["tau"]
     calc = _worker_state["calc"]
-    out = np.full((acts.shape[0], _N_ATOMS), np.nan)
+    out = np.full((acts.shape[0], N_ATOMS), np.nan)
     for n in range(acts.shape[0]):
         src = np.asarray(acts[n, i], dtype=np.float64)
         trg = np.asarray(acts[n, j], dtype=np.float64)
@@ -109,15 +109,15 @@ def phiid_all_pairs_phyid(
     ValueError
         On invalid arguments, or ``aggregation != "per_prompt"``.
     """
-    acts = _check_acts(acts)
-    tau = _check_tau(tau)
+    acts = check_acts(acts)
+    tau = check_tau(tau)
     if aggregation != "per_prompt":
         raise ValueError(f"the phyid backend supports only aggregation='per_prompt', got {aggregation!r}")
     if isinstance(n_workers, (bool, np.bool_)) or not isinstance(n_workers, (int, np.integer)) or n_workers < 1:
         raise ValueError(f"n_workers must be an integer >= 1, got {n_workers!r}")
     _import_phyid()
     n_prompts, n_total_heads, _ = acts.shape
-    pair_start, pair_stop = _check_range(n_total_heads * (n_total_heads - 1) // 2, pair_start, pair_stop)
+    pair_start, pair_stop = check_range(n_total_heads * (n_total_heads - 1) // 2, pair_start, pair_stop)
     pairs = pairs_in_range(n_total_heads, pair_start, pair_stop)
     tasks = [(int(i), int(j)) for i, j in pairs]
     if n_workers == 1 or len(tasks) <= 1:
@@ -144,11 +144,11 @@ def phiid_all_pairs_phyid(
                     os.environ.pop(var, None)
                 else:
                     os.environ[var] = val
-    cube = np.stack(cells) if cells else np.empty((0, n_prompts, _N_ATOMS))  # [P, prompts, 16]
+    cube = np.stack(cells) if cells else np.empty((0, n_prompts, N_ATOMS))  # [P, prompts, 16]
     ok = np.isfinite(cube).all(axis=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # mean of empty slice
-        atoms = np.nanmean(cube, axis=1) if n_prompts else np.full((len(tasks), _N_ATOMS), np.nan)
+        atoms = np.nanmean(cube, axis=1) if n_prompts else np.full((len(tasks), N_ATOMS), np.nan)
     return PairwisePhiID(
         pairs=pairs,
         atoms=np.ascontiguousarray(atoms, dtype=np.float64),
