@@ -14,6 +14,8 @@ import re
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
+
 WORKFLOW_DIR = Path(workflow.basedir) / "workflow"
 sys.path.insert(0, str(WORKFLOW_DIR))
 
@@ -31,15 +33,6 @@ from synergy_core.stages.phiid import NUMERIC_SETTINGS
 for _path in workflow.overwrite_configfiles or workflow.configfiles:
     load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
 validate_config(config, WORKFLOW_DIR / "schemas" / "config.schema.yaml")
-
-from snakemake.logging import logger
-
-if {"input", "code"} & {str(t).split(".")[-1].lower() for t in workflow.rerun_triggers}:
-    logger.warning(
-        "synergy-core: the rerun triggers include `input` or `code` (profiles/default was not "
-        "applied, e.g. --workflow-profile none or --rerun-triggers): changing phiid.n_chunks or "
-        "a comment in a rule script will rerun jobs whose numbers cannot change."
-    )
 
 # Jobs (local, conda or SLURM) import synergy_core from this checkout and share the model cache.
 export_environment(config, WORKFLOW_DIR)
@@ -111,7 +104,24 @@ N_CHUNKS = config["phiid"]["n_chunks"]
 CHUNK = f"{RESULTS}/{{model}}/phiid/chunks/n{N_CHUNKS}/chunk_{{chunk}}.npz"
 
 
+def warn_about_rerun_triggers():
+    """Warn once when the rerun triggers include `input` or `code`, i.e. profiles/default was not
+    applied. Called while the DAG is built (the triggers are not known while parsing)."""
+    if WARNED or not {"input", "code"} & {str(t) for t in workflow.rerun_triggers}:
+        return
+    WARNED.append(True)
+    logger.warning(
+        "synergy-core: the rerun triggers include `input` or `code` (profiles/default was not "
+        "applied, e.g. --workflow-profile none or --rerun-triggers): changing phiid.n_chunks or "
+        "a comment in a rule script will rerun jobs whose numbers cannot change."
+    )
+
+
+WARNED = []
+
+
 def phiid_chunks(wildcards):
+    warn_about_rerun_triggers()
     return expand(CHUNK, model=wildcards.model, chunk=range(N_CHUNKS))
 
 
