@@ -23,7 +23,8 @@ def bootstrap_weights(n_prompts: int, n_boot: int, rng: np.random.Generator) -> 
     draws = rng.integers(0, n_prompts, size=(n_boot, n_prompts))
     offsets = (np.arange(n_boot) * n_prompts)[:, None]
     counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_prompts)
-    return counts.reshape(n_boot, n_prompts).T.astype(np.float64)
+    # C-contiguous: matrix products with a transposed view are about 100x slower
+    return np.ascontiguousarray(counts.reshape(n_boot, n_prompts).T, dtype=np.float64)
 
 
 def percentile_ci(samples: np.ndarray, ci: float, axis: int = -1) -> dict:
