@@ -40,6 +40,13 @@ def test_cpu_rules_do_not_reach_torch_modules(script):
     assert not TORCH_MODULES & closure(script)
 
 
+def test_statistics_edits_never_rerun_ranking_or_ablation():
+    """The ranking (and so the GPU ablation after it) and the ablation statistics do not reach
+    the profile statistics or the graph analysis."""
+    for script in ("rank_heads", "ablate_heads", "ablation_stats"):
+        assert not {"stats.py", "graphs.py", "stages/stats.py"} & closure(script), script
+
+
 def test_plot_rules_do_not_reach_science_modules():
     for script in ("plot_model", "plot_ablation", "plot_profiles", "plot_progression"):
         assert not {"phiid/kernel.py", "ranking.py", "stats.py", "ablation.py"} & closure(script)

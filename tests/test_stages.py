@@ -203,23 +203,36 @@ def test_statistics_and_verdict_table(tmp_path):
     out = {k: tmp_path / f"{k}.tsv" for k in ("scores", "layers", "categories", "graphs")}
     out["json"] = tmp_path / "stats.json"
     cfg = dict(n_boot=50, ci=0.9, n_splits=5, n_surrogates=3, graph_fraction=0.25, n_boot_graph=4,
-               seed=0)
+               n_null_graph=5, n_layer_perm=99, surrogate_trim=0.25, seed=0)
     model_statistics(merged, tmp_path / "acts.npz", out, cfg, tau=1)
-    scores = pd.read_csv(out["scores"], sep="\t").set_index("score")
+    all_scores = pd.read_csv(out["scores"], sep="\t")
+    assert set(all_scores.quantity) == {"syn_red", "synergy", "redundancy"}
+    scores = all_scores[all_scores.quantity == "syn_red"].set_index("score")
     assert set(scores.index) == {"mid_minus_outer", "quad_coef"}
     assert (scores.ci_low <= scores.ci_high).all()
+    assert ((all_scores.p_layer_perm > 0) & (all_scores.p_layer_perm <= 1)).all()
     stats = json.loads(out["json"].read_text())
     assert 0 < stats["surrogate"]["p_value"]["mid_minus_outer"] <= 1
     assert stats["surrogate"]["n_surrogates"] == 3
     graphs = pd.read_csv(out["graphs"], sep="\t")
-    assert set(graphs.network) == {"synergy", "redundancy"}
+    assert set(graphs.network) == {"synergy", "redundancy", "synergy_minus_redundancy"}
+    assert set(graphs.variant) == {"thresholded", "weighted"}
     build_summary({"m": {"spec": {"hf_id": "x/y", "init": "pretrained"},
                          "diagnostics": tmp_path / "d.json", "scores": out["scores"],
                          "stats": out["json"], "graphs": out["graphs"]}}, tmp_path / "summary.tsv")
     row = pd.read_csv(tmp_path / "summary.tsv", sep="\t").iloc[0]
     assert row.model == "m" and row.heads == 8 and row.prompts == 6
     assert row.mid_minus_outer == pytest.approx(scores.estimate["mid_minus_outer"])
-    assert row.synergy_global_efficiency.startswith(f"{graphs.estimate[0]:.3g} [")
+    assert row.mid_minus_outer_ci_low == pytest.approx(scores.ci_low["mid_minus_outer"])
+    eff = graphs[(graphs.variant == "weighted") & (graphs.network == "synergy_minus_redundancy")
+                 & (graphs.metric == "global_efficiency")].iloc[0]
+    assert row.graph_weighted_synergy_minus_redundancy_global_efficiency_p == pytest.approx(eff.p)
+    assert row.verdict_inverted_u in ("supported", "not supported", "inconclusive")
+    assert row.split_half_reliability == pytest.approx(stats["split_half"]["reliability"])
+    # numbers, not strings: every interval and p-value column parses as a float
+    numeric = [c for c in row.index if c.endswith(("_ci_low", "_ci_high", "_p", "_p_layer_perm",
+                                                   "_p_surrogate", "_p_null"))]
+    assert len(numeric) > 20 and all(pd.api.types.is_number(row[c]) for c in numeric)
 
 
 def test_paired_comparison_of_two_models(tmp_path):

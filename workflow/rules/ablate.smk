@@ -36,6 +36,8 @@ rule ablate_heads:
             "seed",
             "max_fraction",
             "step",
+            "random_grid",
+            "cross_validate",
             "prompt_batch",
             "mask_group",
         ),

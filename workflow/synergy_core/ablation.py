@@ -18,47 +18,31 @@ import time
 import numpy as np
 import torch
 
+from .ablation_curves import ablation_grids, ablation_orders, grid_counts, removal_counts
 from .extract import teacher_forced_batch
 from .hooks import HeadHooks
+
+# The grids and orders are pure numpy (ablation_curves); re-exported for the stage and tests.
+__all__ = ["ablation_grids", "ablation_orders", "grid_counts", "kl_for_masks", "masks_for_orders",
+           "removal_counts"]
 
 log = logging.getLogger(__name__)
 
 
-def removal_counts(n_heads: int, max_fraction: float = 1.0, step: int = 1) -> np.ndarray:
-    """Numbers of removed heads evaluated: 0, step, 2*step, ... up to floor(max_fraction * H),
-    always including that last count."""
-    last = int(np.floor(max_fraction * n_heads + 1e-9))
-    counts = list(range(0, last + 1, step))
-    if counts[-1] != last:
-        counts.append(last)
-    return np.array(counts)
-
-
-def ablation_orders(syn_red: np.ndarray, n_random: int, seed: int = 0) -> list[tuple[str, int, np.ndarray]]:
-    """Head orders ``(name, seed, order)``: synergistic-first (descending syn_red), redundant-first
-    (ascending), and ``n_random`` random permutations (seeds ``seed .. seed + n_random - 1``).
-
-    Ties and NaN syn_red are broken deterministically by head index; NaN heads go last in both
-    ranked orders (they carry no evidence either way).
-    """
-    h = len(syn_red)
-    key = np.where(np.isnan(syn_red), -np.inf, syn_red)
-    syn_first = np.lexsort((np.arange(h), -key))
-    key_red = np.where(np.isnan(syn_red), np.inf, syn_red)
-    red_first = np.lexsort((np.arange(h), key_red))
-    orders = [("synergistic_first", -1, syn_first), ("redundant_first", -1, red_first)]
-    for k in range(n_random):
-        rng = np.random.default_rng([seed, k])
-        orders.append(("random", seed + k, rng.permutation(h)))
-    return orders
-
-
-def masks_for_orders(orders, counts: np.ndarray, n_layers: int, n_heads: int):
+def masks_for_orders(orders, counts, n_layers: int, n_heads: int):
     """Unique keep-masks ``[M, n_layers, n_heads]`` (index 0 = all heads kept) and, per order,
-    the index of each count's mask."""
+    the index of each count's mask.
+
+    ``counts``: one array of removal counts shared by every order (the index is then an array
+    ``[orders, counts]``), or a list with one array per order (the index is then a list of
+    arrays), e.g. random orders on a coarser grid than the ranked ones.
+    """
+    shared = isinstance(counts, np.ndarray) and counts.ndim == 1
+    per_order = [counts] * len(orders) if shared else list(counts)
+    if len(per_order) != len(orders):
+        raise ValueError(f"{len(per_order)} count arrays for {len(orders)} orders")
     unique: dict[bytes, int] = {}
     masks = []
-    index = np.empty((len(orders), len(counts)), dtype=np.int64)
 
     def add(mask):
         key = mask.tobytes()
@@ -68,12 +52,18 @@ def masks_for_orders(orders, counts: np.ndarray, n_layers: int, n_heads: int):
         return unique[key]
 
     add(np.ones(n_layers * n_heads, dtype=np.float32))
-    for i, (_, _, order) in enumerate(orders):
-        for j, k in enumerate(counts):
+    index = []
+    for (_, _, order), order_counts in zip(orders, per_order):
+        row = np.empty(len(order_counts), dtype=np.int64)
+        for j, k in enumerate(order_counts):
             mask = np.ones(n_layers * n_heads, dtype=np.float32)
             mask[order[:k]] = 0
-            index[i, j] = add(mask)
-    return np.stack(masks).reshape(-1, n_layers, n_heads), index
+            row[j] = add(mask)
+        index.append(row)
+    masks = np.stack(masks).reshape(-1, n_layers, n_heads)
+    if shared:
+        return masks, np.stack(index) if index else np.empty((0, len(counts)), dtype=np.int64)
+    return masks, index
 
 
 @torch.no_grad()

@@ -11,12 +11,15 @@ stage      rules (workflow/rules/)     computations                    tests (te
 extract    extract.smk                 extract, hooks, models          test_extract.py, test_hooks.py
 phiid      phiid.smk                   phiid.*                         test_phiid.py, test_stages.py
 rank       rank.smk                    ranking                         test_ranking.py, test_stages.py
-ablate     ablate.smk                  ablation, ablation_curves       test_ablation.py
-stats      stats.smk                   stats, graphs, ablation_curves  test_stats.py, test_graphs.py
+ablate     ablate.smk, stats.smk       ablation, ablation_curves       test_ablation.py, test_stats.py
+stats      stats.smk                   stats, graphs                   test_stats.py, test_graphs.py
 plots      plots.smk                   plots                           test_stages.py
 summary    stats.smk (rule summary)    -                               test_stages.py
+compare    compare.smk                 comparisons                     test_stages.py
 =========  ==========================  ==============================  ==============================
 
-This file imports nothing, so a rule's code hash (derived from its script's imports) covers
-only the stage it runs.
+The ablation's statistics (rule ablation_stats) live in ``stages/ablation_stats.py`` so that
+their code hash does not cover the profile statistics. This file imports nothing, so a rule's
+code hash (derived from its script's imports) covers only the stage it runs. Every stage's
+calibration simulations are in ``tests/calib_*.py`` (tests: ``tests/test_calibration_*.py``).
 """

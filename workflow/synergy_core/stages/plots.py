@@ -72,7 +72,8 @@ def plot_progression(profile_paths: dict, score_paths: dict, revisions: dict, fa
                      outputs: dict) -> None:
     """Training progression of one family: profiles by checkpoint, scores against step."""
     profiles = {m: read_table(p) for m, p in profile_paths.items()}
-    scores = {m: read_table(p) for m, p in score_paths.items()}
+    scores = {m: (lambda t: t[t.quantity == "syn_red"])(read_table(p, ("quantity", "score")))
+              for m, p in score_paths.items()}
     _save(plots.progression_profiles(profiles, revisions, f"{family}: layer profile over training"),
           outputs, "profiles")
     _save(plots.score_vs_step(scores, revisions, "mid_minus_outer",

@@ -4,22 +4,41 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from ..io import head_layout, load_phiid, write_json, write_table
-from ..ranking import layer_profile, rank_heads, synergy_redundancy_correlation
+from ..ranking import (
+    layer_profile,
+    prompt_halves,
+    rank_heads,
+    syn_red_from_prompt_weights,
+    synergy_redundancy_correlation,
+)
 
 log = logging.getLogger(__name__)
 
 
 def rank_model(phiid_path, acts_path, heads_out, profile_out, diagnostics_out) -> None:
     """Per-head ranking table, layer profile and synergy-redundancy diagnostics of one model
-    (the merged PhiID is checked to come from the activations at ``acts_path``)."""
+    (the merged PhiID is checked to come from the activations at ``acts_path``).
+
+    ``heads.tsv`` also holds ``syn_red_half0`` and ``syn_red_half1``: syn_red from the per-prompt
+    PhiID of each fixed half of the prompts (:func:`ranking.prompt_halves`; prompt means, as
+    the per_prompt aggregation), for the cross-validated ablation (``ablation.cross_validate``).
+    """
     arrays, prov = load_phiid(phiid_path, acts_path,
-                              ("atoms", "atom_names", "head_labels", "layer", "head"))
+                              ("atoms", "atom_names", "head_labels", "layer", "head",
+                               "per_prompt_sts", "per_prompt_rtr", "pairs", "categories"))
     names = list(arrays["atom_names"])
     n_layers, n_heads = head_layout(arrays["layer"], arrays["head"])
     table = rank_heads(arrays["atoms"][names.index("sts")], arrays["atoms"][names.index("rtr")],
                        n_layers, n_heads, list(arrays["head_labels"]))
     table["nan_cells"] = arrays["per_head_nan"]
+    halves = prompt_halves(arrays["categories"])
+    weights = np.stack([halves == 0, halves == 1], axis=1).astype(np.float64)
+    by_half = syn_red_from_prompt_weights(arrays["per_prompt_sts"], arrays["per_prompt_rtr"],
+                                          arrays["pairs"], len(table), weights)
+    table["syn_red_half0"], table["syn_red_half1"] = by_half[:, 0], by_half[:, 1]
     corr = synergy_redundancy_correlation(table)
     n_nan = int(table.syn_red.isna().sum())
     if n_nan:
