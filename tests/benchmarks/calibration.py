@@ -28,6 +28,7 @@ def sections(quick: bool):
     n = 200 if quick else 1000
     yield "ablation", lambda: calib_ablation.ablation_rates(n_sims=n)
     yield "profile", lambda: calib_profile.all_rates(big=not quick)
+    yield "profile interval", lambda: calib_profile.perm_interval_rates(n_sims=n, n_perm=99 if quick else 199)
     yield "graphs", lambda: calib_graphs.calibration_rows(n_sims=n // 2 if quick else 400)
     yield "comparisons", lambda: calib_compare.comparison_rates(n_sims=n, n_permutations=99 if quick else 199)
 

@@ -408,6 +408,27 @@ def layer_permutation_test(values, layer, n_layers: int, n_perm: int = DEFAULT_N
             "n_perm": n_perm, "unit": unit}
 
 
+def permutation_interval(estimate: float, null, ci: float = 0.95) -> tuple[float, float]:
+    """``estimate -+ q``, ``q`` the ``ci`` quantile of ``|null|`` (a permutation null centred on
+    0, such as :func:`layer_permutation_test`'s for both scores: a random arrangement of the
+    layers has expected score 0).
+
+    The interval of a shift model whose spread is the permutation null's: it contains the
+    estimate by construction and excludes 0 exactly when ``|estimate|`` exceeds that quantile,
+    i.e. when the two-sided permutation test rejects at ``1 - ci``, so it inherits the test's
+    calibration (measured in ``tests/calib_profile.py``, :func:`calib_profile.perm_interval_rates`).
+    The summary reports it; the prompt-bootstrap percentile interval, which excluded 0 in 5-8% of
+    data sets without layer structure, stays in ``profile_scores.tsv`` as ``boot_ci_low`` /
+    ``boot_ci_high``, descriptive.
+    """
+    z = np.abs(np.asarray(null, dtype=np.float64))
+    z = z[np.isfinite(z)]
+    if not np.isfinite(estimate) or z.size == 0:
+        return np.nan, np.nan
+    q = float(np.quantile(z, ci))
+    return float(estimate) - q, float(estimate) + q
+
+
 # --------------------------------------------------------------------------------------
 # 5. Split-half reliability
 # --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..stats import (
     category_profiles,
     layer_permutation_test,
     middle_layers,
+    permutation_interval,
     split_half_reliability,
     surrogate_null,
 )
@@ -57,8 +58,9 @@ def model_statistics(phiid_path, acts_path, outputs: dict, cfg: dict, tau: int) 
 
     boot = bootstrap_profile(sts, rtr, pairs, layer, n_layers, cfg["n_boot"], streams["bootstrap"], ci)
     perm_rng = np.random.default_rng(streams["layer_perm"])
-    perm = {q: layer_permutation_test(boot["values"][q], layer, n_layers, n_perm, perm_rng)["p_value"]
-            for q in QUANTITIES}
+    perm_tests = {q: layer_permutation_test(boot["values"][q], layer, n_layers, n_perm, perm_rng)
+                  for q in QUANTITIES}
+    perm = {q: t["p_value"] for q, t in perm_tests.items()}
     split = split_half_reliability(sts, rtr, pairs, n_total_heads, cfg["n_splits"], streams["split_half"])
     log.info("split-half reliability of syn_red (Spearman-Brown): %.3f (half-sample r %.3f, sd %.3f)",
              split["reliability"], split["half_sample_r"], split["half_sample_r_sd"])
@@ -70,7 +72,12 @@ def model_statistics(phiid_path, acts_path, outputs: dict, cfg: dict, tau: int) 
         surrogate = surrogate_null(acts, layer, n_layers, tau, cfg["n_surrogates"], streams["surrogate"], trim)
         log.info("surrogate p-values (%d trimmed shifts of +-%d steps): %s", cfg["n_surrogates"],
                  surrogate["shift_steps"], surrogate["p_value"])
-    scores = boot["scores"].assign(
+    # ci_low/ci_high: the layer-permutation interval (calibrated with p_layer_perm); the prompt
+    # bootstrap's percentile interval is kept as boot_ci_low/boot_ci_high (descriptive).
+    interval = [permutation_interval(r.estimate, perm_tests[r.quantity]["null"][r.score], ci)
+                for r in boot["scores"].itertuples()]
+    scores = boot["scores"].rename(columns={"ci_low": "boot_ci_low", "ci_high": "boot_ci_high"}).assign(
+        ci_low=[lo for lo, _ in interval], ci_high=[hi for _, hi in interval],
         p_layer_perm=[perm[r.quantity][r.score] for r in boot["scores"].itertuples()],
         p_surrogate=[surrogate["p_value"][r.quantity][r.score] for r in boot["scores"].itertuples()])
     log.info("inverted-U scores:\n%s", scores.to_string(index=False))
