@@ -23,20 +23,20 @@ RANKED = ("synergistic_first", "redundant_first")
 
 
 # ------------------------------------------------------------------------- grids and orders
-def removal_counts(n_heads: int, max_fraction: float = 1.0, step: int = 1) -> np.ndarray:
+def removal_counts(n_total_heads: int, max_fraction: float = 1.0, step: int = 1) -> np.ndarray:
     """Numbers of removed heads evaluated: 0, step, 2*step, ... up to floor(max_fraction * H),
     always including that last count."""
-    last = int(np.floor(max_fraction * n_heads + 1e-9))
+    last = int(np.floor(max_fraction * n_total_heads + 1e-9))
     counts = list(range(0, last + 1, step))
     if counts[-1] != last:
         counts.append(last)
     return np.array(counts)
 
 
-def grid_counts(n_heads: int, max_fraction: float, n_points: int | None) -> np.ndarray:
+def grid_counts(n_total_heads: int, max_fraction: float, n_points: int | None) -> np.ndarray:
     """``n_points`` evenly spaced removal counts from 0 to floor(max_fraction * H) (rounded to
     integers, duplicates dropped, both ends always included); ``None``: every count."""
-    last = int(np.floor(max_fraction * n_heads + 1e-9))
+    last = int(np.floor(max_fraction * n_total_heads + 1e-9))
     if n_points is None:
         return np.arange(last + 1)
     if n_points < 2:
@@ -44,15 +44,15 @@ def grid_counts(n_heads: int, max_fraction: float, n_points: int | None) -> np.n
     return np.unique(np.rint(np.linspace(0, last, n_points)).astype(np.int64))
 
 
-def ablation_grids(n_heads: int, max_fraction: float = 1.0, step: int = 1,
+def ablation_grids(n_total_heads: int, max_fraction: float = 1.0, step: int = 1,
                    random_grid: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Removal counts of the ranked orders (every ``step``-th count, plus every point of the
     random grid) and of the random orders (:func:`grid_counts`; ``None`` = the ranked grid).
     The random grid is a subset of the ranked grid, so the two are compared on it."""
-    full = removal_counts(n_heads, max_fraction, step)
+    full = removal_counts(n_total_heads, max_fraction, step)
     if random_grid is None:
         return full, full
-    coarse = grid_counts(n_heads, max_fraction, random_grid)
+    coarse = grid_counts(n_total_heads, max_fraction, random_grid)
     return np.union1d(full, coarse), coarse
 
 
