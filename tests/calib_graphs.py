@@ -152,7 +152,7 @@ def _outcomes(table: pd.DataFrame, alpha: float) -> dict:
 
 def rejection_counts(scenario: str, n_sims: int, n_heads: int = 12, n_prompts: int = 8, n_boot: int = 19,
                      n_null: int = 19, fraction: float = 0.10, alpha: float = 0.05, seed: int = 0,
-                     difference_test: str = "bootstrap", **sim_kw) -> dict:
+                     difference_test: str = "folds", **sim_kw) -> dict:
     """Number of rejections of each test over ``n_sims`` simulated data sets of ``scenario``.
 
     Pair-shuffle nulls are drawn (``n_null``) only where ``p_null`` is of interest (``iid``,
@@ -188,7 +188,7 @@ def applies(test: str, null: str) -> bool:
 
 def calibration_rows(n_sims: int = 200, n_power_sims: int = 50, nulls=NULLS, n_weak_power_sims: int = 0,
                      n_heads: int = 12, n_prompts: int = 8, n_boot: int = 19, n_null: int = 19, fraction: float = 0.10,
-                     alpha: float = 0.05, seed: int = 0, difference_test: str = "bootstrap",
+                     alpha: float = 0.05, seed: int = 0, difference_test: str = "folds",
                      **sim_kw) -> list[dict]:
     """False-positive rate (with exact binomial 95% interval) of every test under each null that
     applies to it, and its power under ``planted`` (and ``planted_weak``).
@@ -239,7 +239,7 @@ def main() -> None:                              # pragma: no cover - script use
     ap.add_argument("--n-null", type=int, default=19)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--nulls", nargs="*", default=list(NULLS))
-    ap.add_argument("--difference-test", default="bootstrap", choices=["bootstrap", "label_swap"])
+    ap.add_argument("--difference-test", default="folds", choices=["folds", "bootstrap", "label_swap"])
     ap.add_argument("--out", type=Path)
     a = ap.parse_args()
     rows = calibration_rows(a.n_sims, a.n_power_sims, a.nulls, a.n_weak_power_sims, n_heads=a.n_heads,

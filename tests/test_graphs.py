@@ -309,13 +309,19 @@ def test_graph_statistics_table_and_estimates():
             assert d.estimate == pytest.approx(want_s[metric] - want_r[metric])
     net = t[t.network != "synergy_minus_redundancy"]
     dif = t[t.network == "synergy_minus_redundancy"]
-    assert net[["ci_low", "ci_high", "p"]].isna().all().all()
-    assert dif[["null_low", "null_high", "null_median", "p_null"]].isna().all().all()
+    assert net[["ci_low", "ci_high", "p", "n_folds"]].isna().all().all()
+    assert dif[["null_low", "null_high", "null_median", "p_null", "n_null"]].isna().all().all()
     assert (net.null_low <= net.null_high).all() and net.p_null.between(1 / 31, 1).all()
     assert (dif.ci_low <= dif.estimate).all() and (dif.estimate <= dif.ci_high).all()
-    # p and the interval agree: p < 0.05 exactly when the 95% interval excludes 0
-    assert ((dif.p < 0.05) == ((dif.ci_low > 0) | (dif.ci_high < 0))).all()
     assert (t.n_boot == 30).all() and (net.n_null == 30).all()
+    assert (dif.n_folds == 10).all() and dif.p.between(2 / 2 ** 10, 1).all()
+    # bootstrap test: p < 0.05 exactly when the 95% interval excludes 0; same estimates and intervals
+    b = G.graph_statistics(sts, rtr, pairs, 16, fraction=0.1, n_boot=30, n_null=30, seed=3,
+                           difference_test="bootstrap")
+    bd = b[b.network == "synergy_minus_redundancy"]
+    assert ((bd.p < 0.05) == ((bd.ci_low > 0) | (bd.ci_high < 0))).all()
+    np.testing.assert_array_equal(bd.ci_low, dif.ci_low)
+    assert bd.n_folds.isna().all()
 
 
 def test_graph_statistics_detects_planted_difference():
@@ -344,8 +350,11 @@ def test_graph_statistics_deterministic_scale_invariant_and_options():
     assert g.shape == a.shape
     z = G.graph_statistics(sts, rtr, pairs, 12, 0.1, n_boot=0, n_null=0)
     np.testing.assert_allclose(z.estimate, a.estimate)
-    assert z[["boot_se", "ci_low", "p", "null_low", "p_null"]].isna().all().all()
+    assert z[["boot_se", "ci_low", "null_low", "p_null"]].isna().all().all()
     assert (z.n_boot == 0).all()
+    np.testing.assert_array_equal(z.p, a.p)              # the fold test needs neither
+    zb = G.graph_statistics(sts, rtr, pairs, 12, 0.1, n_boot=0, n_null=0, difference_test="bootstrap")
+    assert zb.p.isna().all()
     s = G.graph_statistics(sts, rtr, pairs, 12, 0.1, n_boot=10, n_null=10, seed=5, difference_test="label_swap")
     dif = s[s.network == "synergy_minus_redundancy"]
     assert dif.p.between(1 / 11, 1).all() and dif.null_low.notna().all() and (dif.n_null == 10).all()
@@ -354,3 +363,26 @@ def test_graph_statistics_deterministic_scale_invariant_and_options():
         G.graph_statistics(sts, rtr[:, :5], pairs, 12)
     with pytest.raises(ValueError):
         G.graph_statistics(sts, rtr, pairs, 12, difference_test="wald")
+    with pytest.raises(ValueError):
+        G.graph_statistics(sts, rtr, pairs, 12, n_folds=21)
+
+
+def test_sign_flip_p_exact():
+    assert G.sign_flip_p([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)        # only +-(1, 2, 3)
+    # |1 + 2 - 3| = 0 : every sign vector is at least as extreme
+    assert G.sign_flip_p([1.0, 2.0, -3.0]) == 1.0
+    # sums over signs of (1, 1, 3): |+-1 +-1 +-3| in {5, 3, 3, 1} x 2 -> P(>= 3) = 6 / 8
+    assert G.sign_flip_p([1.0, -1.0, 3.0]) == pytest.approx(6 / 8)
+    assert G.sign_flip_p([2.0, np.nan]) == 1.0 and np.isnan(G.sign_flip_p([np.nan]))
+    rng = np.random.default_rng(12)
+    p = np.array([G.sign_flip_p(rng.normal(size=8)) for _ in range(3000)])
+    assert abs(np.mean(p <= 0.05) - 0.05) < 0.015      # exact for symmetric statistics
+    with pytest.raises(ValueError):
+        G.sign_flip_p(np.ones(21))
+
+
+def test_prompt_folds():
+    f = G.prompt_folds(23, 10, np.random.default_rng(0))
+    assert f.shape == (23, 10) and (f.sum(axis=1) == 1).all()
+    assert sorted(f.sum(axis=0)) == [2] * 7 + [3] * 3
+    assert G.prompt_folds(4, 10, np.random.default_rng(0)).shape == (4, 4)

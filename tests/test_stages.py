@@ -227,6 +227,7 @@ def test_statistics_and_verdict_table(tmp_path):
     eff = graphs[(graphs.variant == "weighted") & (graphs.network == "synergy_minus_redundancy")
                  & (graphs.metric == "global_efficiency")].iloc[0]
     assert row.graph_weighted_synergy_minus_redundancy_global_efficiency_p == pytest.approx(eff.p)
+    assert "graph_weighted_synergy_minus_redundancy_global_efficiency_ci_low" not in row.index
     assert row.verdict_inverted_u in ("supported", "not supported", "inconclusive")
     assert row.split_half_reliability == pytest.approx(stats["split_half"]["reliability"])
     # numbers, not strings: every interval and p-value column parses as a float
