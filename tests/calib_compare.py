@@ -8,16 +8,10 @@ middle layers get extra synergy, a genuinely stronger inverted U.
     python tests/benchmarks/calibration.py    # prints every calibration row, larger sizes
 """
 import numpy as np
-from scipy import stats as sps
+from calib_profile import binom_row
 
 from synergy_core.comparisons import compare_profiles
 from synergy_core.phiid.chunks import upper_triangle_pairs
-
-
-def _binom_row(test, null, hits, n, alpha, power=np.nan):
-    ci = sps.binomtest(int(hits), int(n)).proportion_ci(0.95, method="exact")
-    return dict(test=test, null=null, alpha=alpha, n_sims=int(n), false_positive_rate=hits / n,
-                fpr_ci_low=ci.low, fpr_ci_high=ci.high, power=power)
 
 
 def simulate_pair(rng, n_layers=4, heads_per_layer=3, n_prompts=10, effect=0.0, noise=1.0):
@@ -54,7 +48,7 @@ def comparison_rates(n_sims=200, n_permutations=99, effect=2.0, alpha=0.05, seed
     rows = []
     for score in ("mid_minus_outer", "quad_coef"):
         for what, name in (("p", "permutation p"), ("ci", "interval excludes 0")):
-            rows.append(_binom_row(f"difference_{score} ({name})", "two models from the same process",
+            rows.append(binom_row(f"difference_{score} ({name})", "two models from the same process",
                                    hits[("null", score, what)], n_sims, alpha,
                                    power=hits[("planted", score, what)] / n_sims))
     return rows

@@ -29,21 +29,10 @@ import numpy as np
 import pandas as pd
 
 from .ranking import head_means, pair_incidence, rank_difference
-from .resample import weighted_pair_means
+from .resample import label_swap_means, weighted_pair_means
 from .stats import inverted_u_score
 
 SCORES = ("mid_minus_outer", "quad_coef")
-
-
-def _mixed_pair_means(x_a: np.ndarray, x_b: np.ndarray, take_b: np.ndarray) -> np.ndarray:
-    """``[P, K]``: per pair, the NaN-ignoring mean over prompts of A's value, or B's value where
-    ``take_b[prompt, k]`` is 1 (``take_b`` is ``[prompts, K]`` of 0/1)."""
-    va, vb = np.isfinite(x_a), np.isfinite(x_b)
-    keep_a = 1.0 - take_b
-    num = np.where(va, x_a, 0.0) @ keep_a + np.where(vb, x_b, 0.0) @ take_b
-    den = va.astype(float) @ keep_a + vb.astype(float) @ take_b
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / den, np.nan)
 
 
 def _scores(sts_means, rtr_means, incidence, layer, n_layers) -> dict:
@@ -90,10 +79,10 @@ def compare_profiles(a: dict, b: dict, pairs, layer, n_layers: int, n_permutatio
     sb = _scores(weighted_pair_means(sts_b, ones), weighted_pair_means(rtr_b, ones), inc, layer, n_layers)
 
     take_b = perm_rng.integers(0, 2, size=(n_prompts, int(n_permutations))).astype(float)
-    pa = _scores(_mixed_pair_means(sts_a, sts_b, take_b), _mixed_pair_means(rtr_a, rtr_b, take_b),
-                 inc, layer, n_layers)
-    pb = _scores(_mixed_pair_means(sts_b, sts_a, take_b), _mixed_pair_means(rtr_b, rtr_a, take_b),
-                 inc, layer, n_layers)
+    sts_pa, sts_pb = label_swap_means(sts_a, sts_b, take_b)
+    rtr_pa, rtr_pb = label_swap_means(rtr_a, rtr_b, take_b)
+    pa = _scores(sts_pa, rtr_pa, inc, layer, n_layers)
+    pb = _scores(sts_pb, rtr_pb, inc, layer, n_layers)
     rows = []
     for score in SCORES:
         diff = sa[score] - sb[score]

@@ -70,7 +70,7 @@ import pandas as pd
 from scipy import sparse, stats
 from scipy.sparse import csgraph
 
-from .resample import bootstrap_weights, percentile_ci, weighted_pair_means
+from .resample import bootstrap_weights, label_swap_means, percentile_ci, weighted_pair_means
 
 __all__ = [
     "VARIANTS",
@@ -87,7 +87,6 @@ __all__ = [
     "weighted_graph_metrics",
     "pair_graph_metrics",
     "null_band",
-    "label_swap_means",
     "prompt_folds",
     "sign_flip_p",
     "graph_statistics",
@@ -494,35 +493,6 @@ def null_band(observed: float, null, ci: float = 0.95, center: float | None = No
         extreme = np.abs(z - c) >= d_obs - 1e-9 * max(d_obs, abs(c), 1e-300)
         out["p_value"] = float((1 + extreme.sum()) / (1 + z.size))
     return out
-
-
-def label_swap_means(per_prompt_a, per_prompt_b, swap) -> tuple[np.ndarray, np.ndarray]:
-    """Prompt means of two paired networks after swapping their labels in some prompts.
-
-    Parameters
-    ----------
-    per_prompt_a, per_prompt_b : array_like, float, shape [P, prompts]
-        Per-prompt values of the two networks (same pairs and prompts), NaN for degenerate cells.
-    swap : array_like, bool, shape [prompts, B]
-        ``swap[n, b]``: in draw ``b`` prompt ``n``'s values of ``a`` and ``b`` trade places.
-
-    Returns
-    -------
-    (np.ndarray, np.ndarray), float64, each shape [P, B]
-        NaN-ignoring prompt means of the relabelled ``a`` and ``b``; NaN where no finite value.
-    """
-    a = np.asarray(per_prompt_a, dtype=np.float64)
-    b = np.asarray(per_prompt_b, dtype=np.float64)
-    s = np.asarray(swap, dtype=np.float64)
-    keep = 1.0 - s
-    va, vb = np.isfinite(a).astype(np.float64), np.isfinite(b).astype(np.float64)
-    a0, b0 = np.where(va > 0, a, 0.0), np.where(vb > 0, b, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        den_a = va @ keep + vb @ s
-        den_b = vb @ keep + va @ s
-        mean_a = np.where(den_a > 0, (a0 @ keep + b0 @ s) / den_a, np.nan)
-        mean_b = np.where(den_b > 0, (b0 @ keep + a0 @ s) / den_b, np.nan)
-    return mean_a, mean_b
 
 
 def prompt_folds(n_prompts: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:

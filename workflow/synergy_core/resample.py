@@ -68,3 +68,33 @@ def weighted_pair_means(per_prompt: np.ndarray, weights: np.ndarray) -> np.ndarr
         den = valid.astype(np.float64) @ weights
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(den > 0, num / den, np.nan)
+
+
+def label_swap_means(per_prompt_a, per_prompt_b, swap) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt means of two paired sets of per-prompt values (two networks, two models) after
+    swapping their labels in some prompts (the draws of a paired label-swap permutation test).
+
+    Parameters
+    ----------
+    per_prompt_a, per_prompt_b : array_like, float, shape [P, prompts]
+        Per-prompt values of the two networks (same pairs and prompts), NaN for degenerate cells.
+    swap : array_like, bool, shape [prompts, B]
+        ``swap[n, b]``: in draw ``b`` prompt ``n``'s values of ``a`` and ``b`` trade places.
+
+    Returns
+    -------
+    (np.ndarray, np.ndarray), float64, each shape [P, B]
+        NaN-ignoring prompt means of the relabelled ``a`` and ``b``; NaN where no finite value.
+    """
+    a = np.asarray(per_prompt_a, dtype=np.float64)
+    b = np.asarray(per_prompt_b, dtype=np.float64)
+    s = np.asarray(swap, dtype=np.float64)
+    keep = 1.0 - s
+    va, vb = np.isfinite(a).astype(np.float64), np.isfinite(b).astype(np.float64)
+    a0, b0 = np.where(va > 0, a, 0.0), np.where(vb > 0, b, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den_a = va @ keep + vb @ s
+        den_b = vb @ keep + va @ s
+        mean_a = np.where(den_a > 0, (a0 @ keep + b0 @ s) / den_a, np.nan)
+        mean_b = np.where(den_b > 0, (b0 @ keep + a0 @ s) / den_b, np.nan)
+    return mean_a, mean_b
