@@ -205,6 +205,29 @@ def test_auc_and_ratios_on_a_planted_effect():
     assert curve_auc(np.array([1.0, 0.0]), np.array([1.0, 1.0])) == pytest.approx(1.0)
 
 
+def test_summarise_curves_excludes_nonfinite_prompts_and_rejects_empty(caplog):
+    rows = [(order, s, f, p, (1 + p) * f * (1 + 0.1 * s))
+            for p in range(4) for f in (0.0, 0.5, 1.0)
+            for order, s in (("synergistic_first", -1), ("redundant_first", -1), ("random", 0), ("random", 1))]
+    long = pd.DataFrame(rows, columns=["order", "seed", "fraction_removed", "prompt", "kl"])
+    long["n_removed"] = (long.fraction_removed * 2).astype(int)
+    planted = long.copy()
+    planted.loc[(planted.order == "random") & (planted.seed == 1) & (planted.prompt == 2)
+                & (planted.n_removed == 2), "kl"] = np.inf
+    planted.loc[(planted.order == "redundant_first") & (planted.prompt == 0)
+                & (planted.n_removed == 1), "kl"] = np.nan
+    with caplog.at_level("WARNING", logger="synergy_core.ablation_curves"):
+        summary = summarise_curves(planted)
+    assert "2 non-finite KL value(s) (inf or NaN) in 2 of 4 prompts" in caplog.text
+    assert "(e.g. 0, 2)" in caplog.text
+    want = summarise_curves(long[~long.prompt.isin([0, 2])])
+    pd.testing.assert_frame_equal(summary, want)
+    assert np.isfinite(summary.kl_mean).all()
+    assert (summary.n[summary.order != "random"] == 2).all()
+    with pytest.raises(ValueError, match=r"ablation long table is empty \(no rows\)"):
+        summarise_curves(long.iloc[:0])
+
+
 def test_prompt_halves():
     from synergy_core.ranking import prompt_halves
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from synergy_core.io import CorruptOutputError, load_arrays, save_arrays
+from synergy_core.io import CorruptOutputError, load_arrays, save_arrays, write_table
 from synergy_core.phiid.all_pairs import phiid_all_pairs
 from synergy_core.phiid.chunks import merge_chunks
 from synergy_core.phiid.kernel import phiid_pair
@@ -58,9 +58,9 @@ def test_merged_numbers_bitwise_equal_at_demo_size(tmp_path, aggregation):
         chunks = [tmp_path / f"c{n_chunks}_{k}.npz" for k in range(n_chunks)]
         for k, c in enumerate(chunks):
             compute_phiid_chunk(acts_path, c, k, cfg, block_pairs=block)
-        merge_phiid_chunks(acts_path, chunks, tmp_path / f"m{n_chunks}.npz", cfg)
-        merged[n_chunks] = (tmp_path / f"m{n_chunks}.npz").read_bytes()
-    assert len(set(merged.values())) == 1  # the whole file, provenance included
+        merge_phiid_chunks(acts_path, chunks, tmp_path / "phiid.npz", cfg)
+        merged[n_chunks] = (tmp_path / "phiid.npz").read_bytes()
+    assert len(set(merged.values())) == 1  # the whole file, provenance and record included
 
 
 def test_merged_matrices_match_single_pair_phiid(tmp_path):
@@ -85,31 +85,6 @@ def test_phyid_backend_gives_the_same_merged_numbers(tmp_path):
     np.testing.assert_array_equal(ours["nan_count"], ref["nan_count"])
 
 
-def test_dead_head_gives_counted_nan_never_zero(tmp_path):
-    merged, _, _ = _run(tmp_path, 2, dead_head=4)
-    sts = merged["atoms"][list(merged["atom_names"]).index("sts")]
-    assert np.all(np.isnan(np.delete(sts[4], 4)))
-    assert np.isfinite(sts[0, 1])
-    assert merged["per_head_nan"][4] == 6 * 3  # 6 partners x 3 prompts
-    assert merged["per_head_nan"][0] == 3
-
-
-def test_truncated_chunk_is_detected_and_named(tmp_path):
-    _, chunks, cfg = _run(tmp_path, 2)
-    data = chunks[1].read_bytes()
-    chunks[1].write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptOutputError, match=f"{chunks[1].name}: unreadable or truncated"):
-        merge_phiid_chunks(tmp_path / "acts.npz", chunks, tmp_path / "m.npz", cfg)
-    assert not (tmp_path / "m.npz").exists()
-
-
-def test_chunk_from_other_activations_is_detected(tmp_path):
-    _, chunks, cfg = _run(tmp_path, 2)
-    _fake_activations(tmp_path / "acts.npz", seed=1)  # activations changed, chunks are stale
-    with pytest.raises(CorruptOutputError, match="made for activations_hash = 'acts-0'"):
-        merge_phiid_chunks(tmp_path / "acts.npz", chunks, tmp_path / "m.npz", cfg)
-
-
 def test_chunk_from_other_settings_is_detected(tmp_path):
     _, chunks, cfg = _run(tmp_path, 2)
     with pytest.raises(CorruptOutputError, match="made for settings"):
@@ -124,7 +99,7 @@ def test_readers_refuse_a_merged_file_of_other_activations(tmp_path):
     outs = (tmp_path / "h.tsv", tmp_path / "p.tsv", tmp_path / "d.json")
     rank_model(merged, tmp_path / "acts.npz", *outs)  # its own activations: accepted
     _fake_activations(tmp_path / "other.npz", seed=1, n_heads=8)   # another model's
-    with pytest.raises(CorruptOutputError, match="merged2.npz: made from activations 'acts-0'"):
+    with pytest.raises(CorruptOutputError, match=r"merged2.npz: not made from .*other.npz"):
         rank_model(merged, tmp_path / "other.npz", *outs)
 
 
@@ -136,19 +111,6 @@ def test_missing_or_duplicated_pairs_are_detected(tmp_path):
              for a, b in [(0, 4), (3, 10)]]
     with pytest.raises(ValueError, match="exactly once: 0 missing, 1 duplicated"):
         merge_chunks(parts, 5)
-
-
-def test_atomic_write_leaves_no_partial_file(tmp_path):
-    class Boom(Exception):
-        pass
-
-    class Exploding:
-        def __array__(self, *a, **k):
-            raise Boom
-
-    with pytest.raises(Boom):
-        save_arrays(tmp_path / "x.npz", {}, a=np.zeros(3), b=Exploding())
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_ranking_and_figures_from_merged_phiid(tmp_path):
@@ -177,9 +139,9 @@ def test_ranking_and_figures_from_merged_phiid(tmp_path):
     summary = pd.DataFrame({"order": ["synergistic_first"] * 3 + ["random"] * 3,
                             "fraction_removed": [0, 0.5, 1] * 2, "kl_mean": [0, 1, 2, 0, 0.5, 2],
                             "kl_std": [0.1] * 6})
-    summary.to_csv(tmp_path / "s.tsv", sep="\t", index=False)
-    pd.DataFrame({"order": ["synergistic_first", "random"], "ratio_to_random": [1.5, 1.0]}).to_csv(
-        tmp_path / "a.tsv", sep="\t", index=False)
+    write_table(tmp_path / "s.tsv", summary)
+    write_table(tmp_path / "a.tsv", pd.DataFrame({"order": ["synergistic_first", "random"],
+                                                  "ratio_to_random": [1.5, 1.0]}))
     plot_ablation(tmp_path / "s.tsv", tmp_path / "a.tsv",
                   {"fig4a": tmp_path / "f4.png", "fig4a_pdf": tmp_path / "f4.pdf"}, "m")
     for path in list(figs.values()) + [tmp_path / "p.png", tmp_path / "f4.png"]:

@@ -302,9 +302,12 @@ def test_chunks_are_deleted_once_merged(finished):
 
 
 def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
-    """A first run that has extracted activations is interrupted (SIGINT to its process group)
-    right after its first PhiID chunk finished; --rerun-incomplete then runs only the chunks
-    still missing and everything downstream, and the outputs equal the uninterrupted run's."""
+    """A first run that has extracted activations is killed outright (SIGKILL to Snakemake and
+    its jobs, as a crashed login node or `kill -9` would) right after its first PhiID chunk
+    finished. The same command then stops at Snakemake's lock (a killed Snakemake cannot remove
+    it); `snakemake --unlock` and the same command again (the workflow profile sets
+    rerun-incomplete) run only the chunks still missing and everything downstream, and the
+    outputs equal the uninterrupted run's."""
     for f in (work / "results").rglob("*"):
         if f.is_file() and f.name not in ("activations.npz", "README.md"):
             f.unlink()
@@ -316,7 +319,7 @@ def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
     try:
         while proc.poll() is None and time.monotonic() < deadline:
             if re.search(r"Finished jobid: \d+ \(Rule: phiid_chunk\)", log_path.read_text()):
-                os.killpg(proc.pid, signal.SIGINT)
+                os.killpg(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
         proc.wait(timeout=60)
@@ -337,7 +340,7 @@ def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
         load_arrays(work / c, ("atoms",))  # complete and readable
 
     # only the missing chunks and what depends on them (not the extraction, not done chunks)
-    jobs = pending(work, "--rerun-incomplete")
+    jobs = pending(work)
     # Every model's merge and what follows were deleted, so everything downstream of the
     # chunks runs; of the chunks, only the missing ones. (The --dag labels do not always name
     # the model of a chunk, so chunks are counted rather than matched.)
@@ -346,7 +349,10 @@ def test_interrupted_run_resumes_missing_chunks_only(work, dag, finished):
     assert jobs == expected
     assert jobs["phiid_chunk"] == len(all_chunks - done) and "extract_activations" not in jobs
 
-    out = smk(work, "--cores", "2", "--rerun-incomplete")
+    locked = smk(work, "--cores", "2", check=False)
+    assert "LockException" in locked or "cannot be locked" in locked, locked[-3000:]
+    smk(work, "--unlock")
+    out = smk(work, "--cores", "2")   # the same command as the first run
     # the finished chunks were merged as they were, not recomputed (then deleted, being temp)
     assert len(re.findall(r"\(Rule: phiid_chunk\)", out)) == len(all_chunks - done)
     assert pending(work) == {}

@@ -425,8 +425,9 @@ def test_ablation_bootstrap_matches_explicit_resample_and_handles_gaps():
     long = long.drop(index=long.index[(long.order == "random") & (long.seed == 1)
                                       & (long.n_removed == 3)])     # a count missing for one curve
     cell = (long.order == "synergistic_first") & (long.prompt == "p02") & (long.n_removed == 5)
-    long.loc[cell, "kl"] = np.nan
+    long = long[~cell]                                              # a row missing for one prompt
     res = ablation_auc_stats(long, n_boot=4, seed=9)
+    assert res["n_nonfinite_kl"] == 0 and res["n_prompts_excluded"] == 0 and res["n_prompts"] == 6
     assert 3 / 8 not in res["grid_fractions"] and len(res["grid_fractions"]) == 8
     w = bootstrap_weights(6, 4, np.random.default_rng(9))     # the resamples it drew
     prompts = sorted(long.prompt.unique())
@@ -454,13 +455,110 @@ def test_ablation_without_random_orders():
     assert t.loc["auc_synergistic_first", "estimate"] > 0
 
 
+def _plant_nonfinite(long):
+    """inf in 3 rows of p03 (two curves), NaN in 1 row of p11 and -inf in 1 row of p17."""
+    long = long.copy()
+    cells = [("synergistic_first", -1, 4, "p03", np.inf), ("synergistic_first", -1, 5, "p03", np.inf),
+             ("random", 2, 8, "p03", np.inf), ("random", 0, 16, "p11", np.nan),
+             ("redundant_first", -1, 1, "p17", -np.inf)]
+    for order, seed, count, prompt, value in cells:
+        at = (long.order == order) & (long.seed == seed) & (long.n_removed == count) & (long.prompt == prompt)
+        assert at.sum() == 1
+        long.loc[at, "kl"] = value
+    return long, ["p03", "p11", "p17"]
+
+
+def test_ablation_nonfinite_kl_excludes_prompts_from_every_curve(caplog):
+    """A prompt with any inf/NaN KL value is dropped from every curve (paired policy), counted,
+    and named in a warning: the numbers equal those of the table without those prompts."""
+    clean = ablation_long(n_random=39, noise=0.2)
+    long, bad = _plant_nonfinite(clean)
+    without = clean[~clean.prompt.isin(bad)]
+    with caplog.at_level("WARNING", logger="synergy_core.ablation_curves"):
+        res = ablation_auc_stats(long, n_boot=200, seed=3)
+    assert "5 non-finite KL value(s) (inf or NaN) in 3 of 20 prompts" in caplog.text
+    assert "(e.g. p03, p11, p17)" in caplog.text
+    assert res["n_nonfinite_kl"] == 5 and res["n_prompts_excluded"] == 3
+    assert res["prompts_excluded"] == bad and res["n_prompts"] == 17
+    ref = ablation_auc_stats(without, n_boot=200, seed=3)
+    assert ref["n_nonfinite_kl"] == 0 and ref["n_prompts_excluded"] == 0 and ref["n_prompts"] == 17
+    pd.testing.assert_frame_equal(res["summary"], ref["summary"])
+    assert (res["summary"].n_prompts == 17).all()
+    for key, value in ref["samples"].items():
+        np.testing.assert_array_equal(res["samples"][key], value)
+    np.testing.assert_array_equal(res["random_auc"], ref["random_auc"])
+    assert np.isfinite(res["summary"].set_index("quantity").loc[
+        ["auc_synergistic_first", "auc_redundant_first", "auc_random", "ratio_synergistic_random",
+         "ratio_redundant_random"], ["estimate", "ci_low", "ci_high"]].to_numpy()).all()
+    # auc_table applies the same policy and reports the counts in every row
+    auc = auc_table(long)
+    assert (auc.n_nonfinite_kl == 5).all() and (auc.n_prompts_excluded == 3).all()
+    assert (auc.n_prompts == 17).all()
+    plain = auc_table(without)
+    assert (plain.n_nonfinite_kl == 0).all() and (plain.n_prompts_excluded == 0).all()
+    cols = ["auc", "auc_std", "n_orders", "auc_grid", "ratio_to_random", "n_prompts"]
+    pd.testing.assert_frame_equal(auc[cols], plain[cols])
+    assert np.isfinite(auc.ratio_to_random).all()
+
+
+def test_ablation_every_prompt_nonfinite_is_an_error():
+    long = ablation_long(n_prompts=3, n_random=2)
+    long.loc[(long.order == "random") & (long.n_removed == 16), "kl"] = np.inf
+    msg = r"every prompt \(3\) has a non-finite KL value \(inf or NaN; 6 of 204 rows\), so no prompt is left"
+    with pytest.raises(ValueError, match=msg):
+        ablation_auc_stats(long, n_boot=10)
+    with pytest.raises(ValueError, match=msg):
+        auc_table(long)
+
+
+def test_ablation_empty_long_table_is_an_error():
+    empty = ablation_long(n_random=3).iloc[:0]
+    msg = r"ablation long table is empty \(no rows\)"
+    with pytest.raises(ValueError, match=msg):
+        ablation_auc_stats(empty, n_boot=10)
+    with pytest.raises(ValueError, match=msg):
+        auc_table(empty)
+    with pytest.raises(ValueError, match=r"ablation long table lacks columns \['kl'\]"):
+        ablation_auc_stats(ablation_long(n_random=3).drop(columns="kl"), n_boot=10)
+
+
+def test_ablation_zero_random_auc_gives_nan_ratios(caplog):
+    """A median random AUC of 0 (removing heads in random order changes nothing) makes the
+    ratios undefined: NaN in both auc_table and ablation_auc_stats, never inf; the rank test
+    still stands."""
+    long = ablation_long(n_random=39)
+    long.loc[long.order == "random", "kl"] = 0.0
+    with caplog.at_level("WARNING", logger="synergy_core.ablation_curves"):
+        auc = auc_table(long).set_index("order")
+    assert "auc_table: the median random AUC is 0.0 (not positive)" in caplog.text
+    assert auc.auc_grid["random"] == 0.0 and auc.ratio_to_random.isna().all()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="synergy_core.ablation_curves"):
+        res = ablation_auc_stats(long, n_boot=50, seed=0)
+    assert "ablation_auc_stats: the median random AUC is 0.0 (not positive)" in caplog.text
+    t = res["summary"].set_index("quantity")
+    assert t.loc["auc_random", "estimate"] == 0.0
+    for q in ("ratio_synergistic_random", "ratio_redundant_random"):
+        assert t.loc[q, ["estimate", "ci_low", "ci_high"]].isna().all(), q
+    assert not np.isinf(t[["estimate", "ci_low", "ci_high"]].to_numpy()).any()
+    assert t.loc["ratio_synergistic_random", "p"] == pytest.approx(1 / 40)   # all 39 below it
+    assert res["frac_random_beaten"] == 1.0
+
+
+def test_ablation_without_random_orders_auc_table():
+    auc = auc_table(ablation_long(n_random=0)).set_index("order")
+    assert list(auc.index) == ["synergistic_first", "redundant_first"]
+    assert auc.ratio_to_random.isna().all() and (auc.auc > 0).all()
+
+
 def test_ablation_statistics_stage_writes_numbers_only(tmp_path):
     import json
 
+    from synergy_core.io import write_table
     from synergy_core.stages.ablation_stats import ablation_statistics
 
     long = ablation_long(n_random=39).assign(prompt_half=lambda d: d.prompt.str[-1].astype(int) % 2)
-    long.to_csv(tmp_path / "kl_long.tsv", sep="\t", index=False)
+    write_table(tmp_path / "kl_long.tsv", long)
     ablation_statistics(tmp_path / "kl_long.tsv", tmp_path / "auc_ci.tsv", tmp_path / "auc_ci.json",
                         dict(n_boot=50, seed=0, ci=0.95))
     table = pd.read_csv(tmp_path / "auc_ci.tsv", sep="\t")

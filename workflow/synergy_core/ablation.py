@@ -102,7 +102,10 @@ def kl_for_masks(model, hooks: HeadHooks, prompt_ids: list[list[int]], tokens: n
             if ref is None:  # group 0 holds mask 0 in its first slot
                 ref = logp[0].clone()
                 p_ref = ref.exp()
-            kl = (p_ref * (ref - logp)).sum(-1).mean(-1)  # [mask_group, n_p]
+            # 0 * log(0 / q) = 0: a token the intact model gives probability 0 (log -inf)
+            # contributes nothing, instead of 0 * (-inf - -inf) = NaN
+            terms = torch.where(p_ref > 0, p_ref * (ref - logp), 0.0)
+            kl = terms.sum(-1).mean(-1)  # [mask_group, n_p]
             out[np.ix_(group, rows)] = kl[: len(group)].double().cpu().numpy()
         hooks.mask = None
         log.info("ablation: %d of %d prompts, %d masks, %.1f s", min(p0 + prompt_batch, n_prompts),

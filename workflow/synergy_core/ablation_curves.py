@@ -8,10 +8,17 @@ The verdict (:func:`ablation_auc_stats`) compares a ranked order's area under th
 with the AUCs of random head orders computed on the same grid of removal counts: a rank p-value
 over the random orders, the ratio to the median random AUC, and an interval for that ratio from
 pairs (bootstrap resample of prompts, random order) whose levels invert the rank test.
+
+Non-finite KL values (inf or NaN, e.g. from a half-precision model whose ablated logits
+overflow) are never dropped silently: :func:`paired_finite_prompts` excludes every prompt that
+has one from every curve, so all orders stay paired on the same prompts, counts them, and logs
+a warning; :func:`summarise_curves`, :func:`auc_table` and :func:`ablation_auc_stats` all apply
+it. A random reference AUC that is not positive gives NaN ratios (with a warning), never inf.
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -20,6 +27,9 @@ import pandas as pd
 from .resample import bootstrap_weights, percentile_ci, weighted_pair_means
 
 RANKED = ("synergistic_first", "redundant_first")
+LONG_COLUMNS = ("order", "seed", "fraction_removed", "prompt", "kl")
+
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------- grids and orders
@@ -48,7 +58,12 @@ def ablation_grids(n_total_heads: int, max_fraction: float = 1.0, step: int = 1,
                    random_grid: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Removal counts of the ranked orders (every ``step``-th count, plus every point of the
     random grid) and of the random orders (:func:`grid_counts`; ``None`` = the ranked grid).
-    The random grid is a subset of the ranked grid, so the two are compared on it."""
+    The random grid is a subset of the ranked grid, so the two are compared on it. Raises
+    ``ValueError`` when ``max_fraction`` removes no head (the config check refuses this at parse
+    time for models whose head count is known then)."""
+    if np.floor(max_fraction * n_total_heads + 1e-9) < 1:
+        raise ValueError(f"ablation.max_fraction: {max_fraction} of {n_total_heads} heads removes no "
+                         f"head; use at least {1 / n_total_heads:.4g}")
     full = removal_counts(n_total_heads, max_fraction, step)
     if random_grid is None:
         return full, full
@@ -89,12 +104,80 @@ def trapezoid_weights(x: np.ndarray) -> np.ndarray:
     return w
 
 
+def paired_finite_prompts(long: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The paired policy for non-finite KL values: drop every prompt that has a non-finite
+    ``kl`` (inf, -inf or NaN) in any row, from every curve.
+
+    All orders (ranked and random, every seed and fraction) are then averaged over the same
+    prompts, so their curves and AUCs stay paired; a value is never skipped in one curve's
+    prompt mean while the prompt still counts in another. The exclusion is logged as a warning
+    with the counts and a few example prompts. (Rows that are absent, e.g. random orders on a
+    coarser grid, are not values and are not affected.)
+
+    Parameters
+    ----------
+    long : DataFrame
+        The long ablation table; needs :data:`LONG_COLUMNS` (``n_removed`` is optional).
+
+    Returns
+    -------
+    (DataFrame, dict)
+        The rows of the kept prompts, and ``n_nonfinite_kl`` (rows of ``long`` whose ``kl`` is
+        not finite), ``n_prompts_excluded`` (prompts dropped because of them),
+        ``prompts_excluded`` (those prompts, sorted) and ``n_prompts`` (prompts kept).
+
+    Raises
+    ------
+    ValueError
+        When a column is missing, the table has no rows, or no prompt is left.
+    """
+    if missing := set(LONG_COLUMNS) - set(long.columns):
+        raise ValueError(f"ablation long table lacks columns {sorted(missing)}")
+    if long.empty:
+        raise ValueError("ablation long table is empty (no rows): there is no KL value to "
+                         "summarise; check that the ablation ran on at least one prompt")
+    bad = ~np.isfinite(long.kl.to_numpy(dtype=np.float64))
+    n_bad = int(bad.sum())
+    excluded = pd.unique(long.prompt[bad]).tolist() if n_bad else []
+    try:
+        excluded.sort()
+    except TypeError:        # prompts of mixed types
+        excluded.sort(key=str)
+    kept = long[~long.prompt.isin(excluded)] if n_bad else long
+    n_all = long.prompt.nunique()
+    info = dict(n_nonfinite_kl=n_bad, n_prompts_excluded=len(excluded),
+                prompts_excluded=excluded, n_prompts=n_all - len(excluded))
+    if n_bad:
+        examples = ", ".join(map(str, excluded[:5])) + (", ..." if len(excluded) > 5 else "")
+        if kept.empty:
+            raise ValueError(f"ablation long table: every prompt ({n_all}) has a non-finite KL "
+                             f"value (inf or NaN; {n_bad} of {len(long)} rows), so no prompt is "
+                             "left for the ablation curves")
+        log.warning("ablation long table: %d non-finite KL value(s) (inf or NaN) in %d of %d "
+                    "prompts; those prompts are excluded from every curve so all orders stay "
+                    "paired (e.g. %s)", n_bad, len(excluded), n_all, examples)
+    return kept, info
+
+
+def _positive_reference(ref: float, where: str) -> float:
+    """The median random AUC if it is positive; NaN (with a warning) if it is zero or negative,
+    so that no ratio to it is infinite or of the wrong sign. NaN stays NaN (no random orders)."""
+    if np.isfinite(ref) and ref <= 0:
+        log.warning("%s: the median random AUC is %r (not positive), so the ratios to it are "
+                    "undefined and reported as NaN", where, float(ref))
+        return np.nan
+    return ref
+
+
 def summarise_curves(long):
     """Mean curve per order: ``order, n_removed, fraction_removed, kl_mean, kl_std, n``.
 
     Ranked orders: mean over prompts, std over prompts. Random: each seed's prompt-mean curve
-    first, then mean and std over seeds (the spread of random orders, as in the paper).
+    first, then mean and std over seeds (the spread of random orders, as in the paper). Prompts
+    with a non-finite KL value are excluded from every curve (:func:`paired_finite_prompts`);
+    ``n`` counts the prompts (ranked) or seeds (random) averaged.
     """
+    long, _ = paired_finite_prompts(long)
     per_seed = (long.groupby(["order", "seed", "n_removed", "fraction_removed"], as_index=False)
                 .kl.mean())
     ranked = long[long.order != "random"].groupby(
@@ -113,10 +196,9 @@ def curve_auc(fraction: np.ndarray, kl: np.ndarray) -> float:
 
 def _curve_cube(long: pd.DataFrame):
     """Per-prompt values ``[C, K, N]`` (NaN where absent; duplicates averaged), the curves
-    ``(order, seed)``, the fractions and the prompts, all sorted."""
-    need = {"order", "seed", "fraction_removed", "prompt", "kl"}
-    if missing := need - set(long.columns):
-        raise ValueError(f"long table lacks columns {sorted(missing)}")
+    ``(order, seed)``, the fractions and the prompts, all sorted, and the exclusion counts of
+    :func:`paired_finite_prompts` (which it applies first: every value in the cube is finite)."""
+    long, info = paired_finite_prompts(long)
     g = long.groupby(["order", "seed", "fraction_removed", "prompt"], sort=True).kl.mean()
     curve_codes, curves = pd.MultiIndex.from_arrays(
         [g.index.get_level_values(0), g.index.get_level_values(1)]).factorize(sort=True)
@@ -124,7 +206,7 @@ def _curve_cube(long: pd.DataFrame):
     prompt_codes, prompts = pd.factorize(g.index.get_level_values(3), sort=True)
     cube = np.full((len(curves), len(fracs), len(prompts)), np.nan)
     cube[curve_codes, frac_codes, prompt_codes] = g.to_numpy(dtype=np.float64)
-    return cube, list(curves), np.asarray(fracs, dtype=np.float64), list(prompts)
+    return cube, list(curves), np.asarray(fracs, dtype=np.float64), list(prompts), info
 
 
 def _grid(avail: np.ndarray, is_random: np.ndarray, order_of: np.ndarray) -> np.ndarray:
@@ -155,10 +237,15 @@ def auc_table(long):
     One row per order: ``auc`` (on the order's own grid; random: mean over seeds), ``auc_std``
     (random: std over seeds), ``n_orders``, ``auc_grid`` (on the random orders' grid, which the
     ranked orders also have; random: median over seeds) and ``ratio_to_random`` = ``auc_grid``
-    / the random median (NaN when there are no random orders). Same numbers as
-    :func:`ablation_auc_stats`.
+    / the random median (NaN when there are no random orders, and NaN with a warning when the
+    random median is zero or negative). Same numbers as :func:`ablation_auc_stats`.
+
+    Prompts with a non-finite KL value are excluded from every curve
+    (:func:`paired_finite_prompts`); every row also carries ``n_prompts`` (prompts used),
+    ``n_nonfinite_kl`` (rows of ``long`` with inf/NaN KL) and ``n_prompts_excluded``. An empty
+    table, or one with no prompt left, raises ValueError.
     """
-    cube, curves, fracs, _ = _curve_cube(long)
+    cube, curves, fracs, _, info = _curve_cube(long)
     order_of = np.array([o for o, _ in curves])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -170,6 +257,7 @@ def auc_table(long):
     on_grid = np.einsum("ck,ck->c", _trapezoid_matrix(fracs, np.broadcast_to(grid, avail.shape)),
                         np.where(grid, mean, 0.0))
     ref = float(np.median(on_grid[is_random])) if is_random.any() else np.nan
+    ref = _positive_reference(ref, "auc_table")
     names = [o for o in (*RANKED, "random") if o in order_of]
     rows = []
     for order in names + sorted(set(order_of) - set(names)):
@@ -179,8 +267,9 @@ def auc_table(long):
                          n_orders=int(sel.sum()),
                          auc_grid=float(np.median(on_grid[sel])) if sel.any() else np.nan))
     out = pd.DataFrame(rows)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["ratio_to_random"] = out.auc_grid / ref if np.isfinite(ref) and ref else np.nan
+    out["ratio_to_random"] = out.auc_grid / ref if np.isfinite(ref) else np.nan
+    for key in ("n_prompts", "n_nonfinite_kl", "n_prompts_excluded"):
+        out[key] = info[key]
     return out
 
 
@@ -224,7 +313,8 @@ def rank_test(ranked: np.ndarray, random: np.ndarray, ci: float = 0.95) -> dict:
     Returns
     -------
     dict
-        ``ratio`` = AUC / median random AUC (all prompts); ``ci_low``, ``ci_high``: quantiles
+        ``ratio`` = AUC / median random AUC (all prompts; NaN, and NaN interval, when that
+        median is zero or negative: the ratio is undefined); ``ci_low``, ``ci_high``: quantiles
         of the R x B pair ratios ``ranked[b] / random[r, b]`` at :func:`ratio_interval_levels`
         (order-to-order and prompt variability together; ``[0, inf]`` when R is too small);
         ``p`` = (1 + #{random >= ranked}) / (1 + R), one-sided, "more damaging than random";
@@ -247,11 +337,14 @@ def rank_test(ranked: np.ndarray, random: np.ndarray, ci: float = 0.95) -> dict:
         return out
     ref = random[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["ratio"] = a0 / np.median(ref)
         boot = slice(1, None) if len(ranked) > 1 else slice(0, 1)
         pairs = ranked[None, boot] / random[:, boot]
     out.update(p=(1 + np.sum(ref >= a0)) / (1 + r), p_less=(1 + np.sum(ref <= a0)) / (1 + r),
                frac_beaten=float(np.mean(ref < a0)), samples=pairs)
+    median = float(np.median(ref))
+    if median <= 0:          # the rank test stands; ratios to a non-positive AUC do not
+        return out
+    out["ratio"] = a0 / median
     levels = ratio_interval_levels(r, ci)
     if levels is None:
         out.update(ci_low=0.0, ci_high=np.inf)
@@ -284,9 +377,10 @@ def ablation_auc_stats(long: pd.DataFrame, n_boot: int = 1000,
         ``random``), ``seed``, ``fraction_removed``, ``prompt``, ``kl`` (nats); optional
         ``prompt_half`` (>= 0 when the ranked orders were cross-validated: each prompt's ranked
         curves then come from the other half's ranking, which the pooled statistics need not
-        know). Duplicate rows of one (order, seed, fraction, prompt) are averaged; missing or
-        NaN cells are skipped in the prompt means; a fraction with no finite value for a curve
-        is left out of that curve.
+        know). Duplicate rows of one (order, seed, fraction, prompt) are averaged; missing rows
+        are skipped in the prompt means; a fraction with no row for a curve is left out of that
+        curve. Non-finite KL values (inf, NaN) are not skipped: a prompt with any of them is
+        excluded from every curve (:func:`paired_finite_prompts`; paired policy), and counted.
     n_boot : int, default 1000
     seed : int or numpy Generator, default 0
     ci : float, default 0.95
@@ -302,16 +396,26 @@ def ablation_auc_stats(long: pd.DataFrame, n_boot: int = 1000,
           pairs (random order, resample), i.e. where one random order's AUC falls;
         * ``ratio_synergistic_random``, ``ratio_redundant_random``: AUC on the comparison grid
           / median random AUC, interval and one-sided rank p-values from :func:`rank_test`
-          (``p``: more damaging than random, ``p_less``: less damaging);
+          (``p``: more damaging than random, ``p_less``: less damaging); NaN ratio and interval
+          (with a warning) when the median random AUC is zero or negative, NaN everything when
+          there are no random orders;
         * ``frac_random_beaten_synergistic``, ``frac_random_beaten_redundant``: share of the
           random orders whose AUC is below the ranked order's (no interval).
 
         Missing orders give NaN. Also ``frac_random_beaten`` (synergistic), ``random_auc`` [R]
         (comparison grid, seeds ascending), ``samples`` (AUC quantities -> [B], ratios -> [R, B]
-        pairs), ``grid_fractions``, ``ratio_levels``, ``n_random``, ``n_prompts``, ``n_boot``,
-        ``ci``, ``seed`` (None for a Generator), ``cross_validated``.
+        pairs), ``grid_fractions``, ``ratio_levels``, ``n_random``, ``n_prompts`` (prompts
+        used, after the exclusion), ``n_boot``, ``ci``, ``seed`` (None for a Generator),
+        ``cross_validated``, ``n_nonfinite_kl`` (rows of ``long`` whose KL is inf or NaN),
+        ``n_prompts_excluded`` and ``prompts_excluded`` (the prompts dropped for them).
+
+    Raises
+    ------
+    ValueError
+        An empty table, a missing column, no prompt left after the exclusion, or a ranked order
+        lacking a point of the random orders' grid.
     """
-    cube, curves, fracs, prompts = _curve_cube(long)
+    cube, curves, fracs, prompts, info = _curve_cube(long)
     c, k, n = cube.shape
     rng = np.random.default_rng(seed)
     # C-contiguous: a matrix product with the transposed bootstrap counts is 100x slower
@@ -330,6 +434,9 @@ def ablation_auc_stats(long: pd.DataFrame, n_boot: int = 1000,
     rand_idx = np.flatnonzero(is_random)[np.argsort(seed_of[is_random], kind="stable")]
     random = on_grid[rand_idx]
     n_random = int(np.isfinite(random[:, 0]).sum())
+    if n_random:
+        _positive_reference(float(np.median(random[np.isfinite(random[:, 0]), 0])),
+                            "ablation_auc_stats")
     rows, samples, beaten = [], {}, {}
     nan_row = dict(estimate=np.nan, ci_low=np.nan, ci_high=np.nan)
     for name in RANKED:
@@ -376,4 +483,7 @@ def ablation_auc_stats(long: pd.DataFrame, n_boot: int = 1000,
             "random_auc": random[:, 0], "samples": samples, "grid_fractions": fracs[grid],
             "ratio_levels": ratio_interval_levels(n_random, ci), "n_random": n_random,
             "n_prompts": n, "n_boot": int(n_boot), "ci": ci,
-            "seed": seed if isinstance(seed, (int, np.integer)) else None, "cross_validated": cv}
+            "seed": seed if isinstance(seed, (int, np.integer)) else None, "cross_validated": cv,
+            "n_nonfinite_kl": info["n_nonfinite_kl"],
+            "n_prompts_excluded": info["n_prompts_excluded"],
+            "prompts_excluded": info["prompts_excluded"]}

@@ -1,13 +1,28 @@
-"""All file I/O of the workflow: atomic writes, loading with integrity checks, provenance.
+"""All file I/O of the workflow: atomic writes, and reads that verify a chain of records.
 
-Array files are ``.npz`` (uncompressed numpy archives) with a ``provenance`` entry holding a JSON
-document. Every write goes to a temporary name in the same directory and is renamed into place,
-so a job killed mid-write never leaves a file that looks complete.
+Every file the workflow writes carries a *record*: the digest of its content, the path it was
+written to, and the digests of the files it was made from. Array files (``.npz``, uncompressed
+numpy archives) hold it in their ``provenance`` JSON entry; tables and JSON documents get a
+sidecar ``<file>.meta.json`` written with them. Every read checks, before the file is used:
+
+* its content against its own digest (a truncated, edited or damaged file is refused);
+* the path it was written to against the path it is read from (another model's file, or a file
+  copied from another run, is refused);
+* every file it was made from that still exists against the digest recorded when it was made
+  (a file made from other or older data is refused). Temporary files (PhiID chunks) are gone
+  after the merge and are not checked again.
+
+Each refusal is a :class:`CorruptOutputError` naming the file and what to do. Writes go to a
+temporary name in the same directory, are flushed, given the permissions the umask allows and
+renamed into place, so a job killed mid-write never leaves a file that looks complete; on any
+error (a full disk included) the temporary files are removed.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
+import io
 import json
 import os
 import platform
@@ -19,7 +34,13 @@ import numpy as np
 
 
 class CorruptOutputError(RuntimeError):
-    """A result file is unreadable, truncated, or lacks what it should hold."""
+    """A result file is unreadable, truncated, foreign, or made from other data."""
+
+
+#: The version of the record format; a file without a record is refused.
+RECORD_FORMAT = "synergy_core-record-1"
+SIDECAR_SUFFIX = ".meta.json"
+_FIX = "delete it and rerun the workflow to regenerate it"
 
 
 def stable_hash(obj) -> str:
@@ -28,50 +49,178 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _atomic_target(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    return os.fdopen(fd, "wb"), Path(tmp)
+# --- atomic writes -------------------------------------------------------------------------
+
+def _file_mode() -> int:
+    """The mode a new file gets under the current umask (mkstemp alone would give 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
-def _commit(handle, tmp: Path, path: Path) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-    os.replace(tmp, path)
-
-
-def save_arrays(path: str | os.PathLike, provenance: dict, **arrays) -> None:
-    """Write named arrays and a provenance dict to ``path`` (.npz) atomically."""
-    path = Path(path)
-    handle, tmp = _atomic_target(path)
+def _atomic_write(targets: list[tuple[Path, object]]) -> None:
+    """Write each ``(path, content)`` (bytes, or a callable writing to a binary handle) to a
+    temporary file beside it, then rename them all into place, in order. On any error every
+    temporary file left is removed (also when closing fails, e.g. ENOSPC on the final flush);
+    one left by a writer killed outright (SIGKILL) is removed by the next write of the same
+    file (one job writes each output, so no other writer can own it)."""
+    temps: list[Path] = []
     try:
-        np.savez(handle, provenance=np.array(json.dumps(provenance, sort_keys=True, default=str)),
-                 **{k: np.asarray(v) for k, v in arrays.items()})
-        _commit(handle, tmp, path)
-    except BaseException:
-        handle.close()
-        tmp.unlink(missing_ok=True)
+        for path, content in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                stale.unlink(missing_ok=True)  # left by a writer killed with SIGKILL
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append(Path(tmp))
+            with os.fdopen(fd, "wb") as handle:
+                if callable(content):
+                    content(handle)
+                else:
+                    handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+        mode = _file_mode()
+        for (path, _), tmp in zip(targets, temps):
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+    except BaseException as err:
+        for tmp in temps:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        if isinstance(err, OSError) and err.errno is not None:
+            # name the output (a full disk or a read-only directory otherwise names a temp file)
+            raise type(err)(err.errno, f"cannot write {targets[0][0]}: {err.strerror}") from err
         raise
 
 
-def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tuple[dict, dict]:
-    """Read an .npz written by :func:`save_arrays`: ``(arrays, provenance)``.
+# --- records -------------------------------------------------------------------------------
 
-    Raises :class:`CorruptOutputError` naming the file when it is truncated, not an archive, or
-    misses any of ``required``; deleting the file and rerunning the workflow regenerates it.
+def _rel(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str:
+    return os.path.relpath(os.path.abspath(path), None if start is None else os.path.abspath(start))
+
+
+def _written_here(path: Path, recorded: str) -> bool:
+    """Whether ``path`` is the file recorded as ``recorded`` (relative to the writer's working
+    directory): the recorded path must be the tail of this one, so a file read from another
+    directory, or a moved project, still matches, and another model's file does not."""
+    tail = list(Path(recorded).parts)
+    while tail and tail[0] in ("..", "."):
+        tail.pop(0)
+    parts = Path(os.path.abspath(path)).parts
+    return bool(tail) and list(parts[-len(tail):]) == tail
+
+
+def _sources(path: Path, record: dict) -> dict:
+    """``{absolute path: digest}`` of the files a record says ``path`` was made from (stored
+    relative to the file's own directory, so they resolve from any working directory)."""
+    return {os.path.normpath(os.path.join(os.path.abspath(path.parent), rel)): digest
+            for rel, digest in record.get("made_from", {}).items()}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def arrays_digest(arrays: dict) -> str:
+    """SHA-256 of named arrays: each name, dtype, shape and its bytes, names sorted."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.asarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        if a.size:
+            h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8).data)
+    return h.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def recorded_digest(path: str | os.PathLike) -> str:
+    """The digest a consumer records for ``path``: an array file's or table's own recorded
+    digest (cheap: the content was verified when it was read), or for a file the workflow did
+    not write (the prompt table) the SHA-256 of its bytes."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                prov = json.loads(str(z["provenance"]))
+            return prov["record"]["digest"]
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as err:
+            raise CorruptOutputError(f"{path}: no readable record ({err!r}); {_FIX}") from err
+    sidecar = _sidecar(path)
+    if sidecar.is_file():
+        return _read_sidecar(path)["digest"]
+    try:
+        return _sha256(path.read_bytes())
+    except OSError as err:
+        raise CorruptOutputError(f"{path}: unreadable ({err})") from err
+
+
+def _record(path: Path, digest: str, made_from, **extra) -> dict:
+    return dict(format=RECORD_FORMAT, digest=digest, path=_rel(path),
+                made_from={_rel(p, path.parent): recorded_digest(p) for p in (made_from or ())},
+                **extra)
+
+
+def _check_record(path: Path, record, digest: str) -> None:
+    """Content, location and freshness of the inputs (see the module docstring)."""
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise CorruptOutputError(f"{path}: has no record of how it was made (written by another "
+                                 f"program or an older version of this workflow); {_FIX}")
+    if record.get("digest") != digest:
+        raise CorruptOutputError(f"{path}: its content does not match its record (damaged, "
+                                 f"truncated or edited after it was written); {_FIX}")
+    if not _written_here(path, str(record.get("path"))):
+        raise CorruptOutputError(f"{path}: this file was written as {record.get('path')} "
+                                 f"(another model's or another run's file); {_FIX}")
+    for source, made_with in _sources(path, record).items():
+        if not os.path.exists(source):
+            continue  # temporary inputs (PhiID chunks) are deleted once used
+        now = recorded_digest(source)
+        if now != made_with:
+            raise CorruptOutputError(f"{path}: made from a different {_rel(source)} than the one "
+                                     f"there now (digest {made_with[:12]} then, {now[:12]} now: "
+                                     f"older or other data); {_FIX}")
+
+
+# --- array files ---------------------------------------------------------------------------
+
+def save_arrays(path: str | os.PathLike, provenance: dict, made_from=(), **arrays) -> None:
+    """Write named arrays and a provenance dict to ``path`` (.npz) atomically.
+
+    ``made_from``: the files these arrays were computed from; their digests go into the
+    record (``provenance["record"]``) that every later read checks.
+    """
+    path = Path(path)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    provenance = dict(provenance, record=_record(path, arrays_digest(arrays), made_from))
+    blob = np.array(json.dumps(provenance, sort_keys=True, default=str))
+    _atomic_write([(path, lambda handle: np.savez(handle, provenance=blob, **arrays))])
+
+
+def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Read and verify an .npz written by :func:`save_arrays`: ``(arrays, provenance)``.
+
+    Raises :class:`CorruptOutputError` naming the file when it is truncated, not an archive,
+    misses any of ``required``, or fails its record (content, location, inputs).
     """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise CorruptOutputError(f"{path}: unreadable or truncated ({err}); delete it and rerun "
-                                 "the workflow to regenerate it") from err
+        raise CorruptOutputError(f"{path}: unreadable or truncated ({err}); {_FIX}") from err
     missing = [k for k in ("provenance", *required) if k not in arrays]
     if missing:
-        raise CorruptOutputError(f"{path}: missing entries {missing}; delete it and rerun")
-    provenance = json.loads(str(arrays.pop("provenance")))
+        raise CorruptOutputError(f"{path}: missing entries {missing}; {_FIX}")
+    try:
+        provenance = json.loads(str(arrays.pop("provenance")))
+    except ValueError as err:
+        raise CorruptOutputError(f"{path}: unreadable provenance ({err}); {_FIX}") from err
+    _check_record(path, provenance.get("record"), arrays_digest(arrays))
     return arrays, provenance
 
 
@@ -91,16 +240,20 @@ def load_activations(path: str | os.PathLike, required: tuple[str, ...] = ACTIVA
     return arrays, prov
 
 
+def check_made_from(path, prov: dict, source) -> None:
+    """Refuse a file whose record does not list ``source`` (as it is now) among its inputs:
+    e.g. a merged PhiID file that was not made from this model's activations."""
+    made_from = _sources(Path(path), prov.get("record", {}))
+    if made_from.get(os.path.abspath(source)) != recorded_digest(source):
+        raise CorruptOutputError(f"{path}: not made from {source} as it is now (another model's "
+                                 f"file, or older activations); {_FIX}")
+
+
 def load_phiid(phiid_path, acts_path, required: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """Read a merged PhiID file and check it was made from the activations at ``acts_path``
     (a file from another model or older activations is named and refused)."""
     arrays, prov = load_arrays(phiid_path, required)
-    _, acts_prov = load_arrays(acts_path)
-    if prov.get("activations_hash") != acts_prov.get("config_hash"):
-        raise CorruptOutputError(
-            f"{phiid_path}: made from activations {prov.get('activations_hash')!r}, but "
-            f"{acts_path} holds {acts_prov.get('config_hash')!r} (another model or older "
-            "activations); delete it and rerun")
+    check_made_from(phiid_path, prov, acts_path)
     return arrays, prov
 
 
@@ -115,67 +268,90 @@ def head_layout(layer, head) -> tuple[int, int]:
     return n_layers, n_heads
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically."""
-    path = Path(path)
-    handle, tmp = _atomic_target(path)
+# --- tables, JSON documents, text, figures -------------------------------------------------
+
+def _write_recorded(path: Path, data: bytes, made_from, **extra) -> None:
+    record = _record(path, _sha256(data), made_from, bytes=len(data), **extra)
+    sidecar = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
+    # the file first, then its record: an interruption between the two leaves a mismatch,
+    # which the next read refuses
+    _atomic_write([(path, data), (_sidecar(path), sidecar)])
+
+
+def _read_sidecar(path: Path) -> dict:
+    sidecar = _sidecar(path)
     try:
-        handle.write(text.encode())
-        _commit(handle, tmp, path)
-    except BaseException:
-        handle.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        return json.loads(sidecar.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CorruptOutputError(f"{path}: has no record {sidecar.name} beside it (written by "
+                                 f"another program, or its record was deleted); {_FIX}") from None
+    except (OSError, ValueError) as err:
+        raise CorruptOutputError(f"{sidecar}: unreadable record ({err}); delete {path} and "
+                                 "rerun") from err
+
+
+def _read_verified(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CorruptOutputError(f"{path}: unreadable ({err}); {_FIX}") from err
+    _check_record(path, _read_sidecar(path), _sha256(data))
+    return data
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (no record: for logs and other files nothing reads back)."""
+    _atomic_write([(Path(path), text.encode())])
 
 
 def write_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> None:
     """Save a matplotlib figure atomically; the format is the file's suffix (png, pdf, ...)."""
     path = Path(path)
-    handle, tmp = _atomic_target(path)
-    try:
-        fig.savefig(handle, format=path.suffix.lstrip(".") or None, **savefig_kwargs)
-        _commit(handle, tmp, path)
-    except BaseException:
-        handle.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    fmt = path.suffix.lstrip(".") or None
+    _atomic_write([(path, lambda handle: fig.savefig(handle, format=fmt, **savefig_kwargs))])
 
 
-def write_table(path: str | os.PathLike, frame) -> None:
-    """Write a pandas DataFrame as a tab-separated file atomically (floats at full precision)."""
-    write_text(path, frame.to_csv(sep="\t", index=False, float_format="%.17g"))
+def write_table(path: str | os.PathLike, frame, made_from=()) -> None:
+    """Write a pandas DataFrame as a tab-separated file (floats at full precision) with its
+    record, atomically; ``made_from`` as in :func:`save_arrays`."""
+    data = frame.to_csv(sep="\t", index=False, float_format="%.17g").encode()
+    _write_recorded(Path(path), data, made_from, rows=len(frame), columns=list(frame.columns))
 
 
 def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()):
-    """Read a tab-separated table written by :func:`write_table` as a pandas DataFrame.
+    """Read and verify a table written by :func:`write_table` as a pandas DataFrame.
 
-    Raises :class:`CorruptOutputError` naming the file when it cannot be parsed or lacks any of
-    the ``required`` columns.
+    Raises :class:`CorruptOutputError` naming the file when it fails its record, cannot be
+    parsed, or lacks any of the ``required`` columns.
     """
     import pandas as pd
 
     path = Path(path)
+    data = _read_verified(path)
     try:
-        frame = pd.read_csv(path, sep="\t")
-    except (OSError, ValueError, pd.errors.ParserError) as err:
-        raise CorruptOutputError(f"{path}: unreadable table ({err}); delete it and rerun") from err
+        frame = pd.read_csv(io.BytesIO(data), sep="\t")
+    except (ValueError, pd.errors.ParserError) as err:
+        raise CorruptOutputError(f"{path}: unreadable table ({err}); {_FIX}") from err
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        raise CorruptOutputError(f"{path}: missing columns {missing}; delete it and rerun")
+        raise CorruptOutputError(f"{path}: missing columns {missing}; {_FIX}")
     return frame
 
 
+def write_json(path: str | os.PathLike, obj, made_from=()) -> None:
+    """Write a JSON document with its record, atomically; ``made_from`` as in :func:`save_arrays`."""
+    data = (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+    _write_recorded(Path(path), data, made_from)
+
+
 def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON document written by :func:`write_json` (errors name the file)."""
+    """Read and verify a JSON document written by :func:`write_json` (errors name the file)."""
     path = Path(path)
+    data = _read_verified(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CorruptOutputError(f"{path}: unreadable JSON ({err}); delete it and rerun") from err
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+        return json.loads(data.decode("utf-8"))
+    except ValueError as err:
+        raise CorruptOutputError(f"{path}: unreadable JSON ({err}); {_FIX}") from err
 
 
 def software_versions() -> dict:

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import re
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
@@ -121,9 +123,10 @@ def builtin_config(name: str, vocab_size: int):
 def _source(spec: dict) -> tuple[str, dict]:
     """Where a hub model is read from: its local path, or its id plus revision (the cache is
     ``$HF_HOME/hub``; the workflow exports ``HF_HOME`` from the config's ``hf_home``)."""
+    # never run code shipped with a model (and never ask on a terminal whether to)
+    kw = {"trust_remote_code": False}
     if spec.get("local_path"):
-        return spec["local_path"], {}
-    kw = {}
+        return spec["local_path"], kw
     if spec.get("revision"):
         kw["revision"] = spec["revision"]
     return spec["hf_id"], kw
@@ -134,17 +137,48 @@ def _describe(spec: dict) -> str:
     return f"{spec.get('local_path') or spec['hf_id']}{rev}"
 
 
+def download_commands(spec: dict) -> list[str]:
+    """Shell commands that put a hub model into the cache, every value quoted with
+    :func:`shlex.quote` (an id or revision holding ``;`` or spaces stays one argument when
+    pasted): the workflow's ``download_models`` rule first (it reads every model of the config),
+    then the ``hf download`` CLI of huggingface_hub for this model alone, prefixed with the
+    ``HF_HOME`` of this process when it is set (the workflow exports the config's ``hf_home``)."""
+    hf = ["hf", "download", spec["hf_id"]]
+    if spec.get("revision"):
+        hf += ["--revision", str(spec["revision"])]
+    env = f"HF_HOME={shlex.quote(os.environ['HF_HOME'])} " if os.environ.get("HF_HOME") else ""
+    return ["snakemake download_models --cores 1", env + shlex.join(hf)]
+
+
+def _summary(err: Exception) -> str:
+    """One line naming an exception: its type and the first non-empty line of its message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[0] if lines else '(no message)'}"
+
+
 def _unavailable(spec: dict, err: Exception) -> ModelUnavailableError:
-    if spec.get("local_path"):
-        hint = (f"local_path {spec['local_path']!r} is not a loadable Hugging Face causal LM "
+    """The error of a model that cannot be loaded here: a short first line naming the model, then
+    the fix (quoted commands, one per line), then the original error's one-line summary. Raise
+    it ``from None``: the chained hub/transformers traceback only buries the message."""
+    if isinstance(err, pickle.UnpicklingError):
+        head = ("its weights are a pickle holding more than tensors, which is refused (torch.load "
+                "with weights_only); use a safetensors checkpoint")
+        fix = []
+    elif isinstance(err, ValueError) and "trust_remote_code" in str(err):
+        head = "it needs its own code (trust_remote_code), which this workflow never runs"
+        fix = []
+    elif spec.get("local_path"):
+        head = (f"local_path {spec['local_path']!r} is not a loadable Hugging Face causal LM "
                 "directory (it needs config.json, weights and tokenizer files)")
+        fix = []
     else:
-        hint = ("it is not in the local cache and this step never downloads. Pre-download it where "
-                "the network is (e.g. the login node): `snakemake download_models --cores 1 "
-                "[--configfile ...]`, or `huggingface-cli download "
-                f"{spec['hf_id']}" + (f" --revision {spec['revision']}" if spec.get("revision") else "")
-                + "` with the same HF_HOME")
-    return ModelUnavailableError(f"model {_describe(spec)}: {hint}. ({type(err).__name__}: {err})")
+        head = "it is not in the local cache and this step never downloads"
+        snake, hf = download_commands(spec)
+        fix = ["  pre-download it where the network is (e.g. the login node), with the same "
+               "HF_HOME and the --configfile options of this run:", f"    {snake}",
+               "  or this model alone:", f"    {hf}"]
+    lines = [f"model {_describe(spec)}: {head}", *fix, f"  cause: {_summary(err)}"]
+    return ModelUnavailableError("\n".join(lines))
 
 
 def load_tokenizer(spec: dict, allow_download: bool = False):
@@ -158,7 +192,7 @@ def load_tokenizer(spec: dict, allow_download: bool = False):
         with hub_mode(offline=not allow_download):
             tok = AutoTokenizer.from_pretrained(src, **kw)
     except (OSError, ValueError) as err:
-        raise _unavailable(spec, err) from err
+        raise _unavailable(spec, err) from None
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -191,8 +225,8 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
                     model = _from_config(config, seed)
                 else:
                     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
-        except (OSError, ValueError) as err:
-            raise _unavailable(spec, err) from err
+        except (OSError, ValueError, pickle.UnpicklingError) as err:
+            raise _unavailable(spec, err) from None
     model = model.to(device=device, dtype=dtype)
     model.eval()
     return model

@@ -101,8 +101,9 @@ def run_ablation(acts_path, heads_path, long_out, summary_out, auc_out, spec: di
                                     cfg["mask_group"], device))
             indexes.append(index)
     long = long_table(plan, kls, indexes, arrays["prompt_ids"], shape.n_total_heads)
-    write_table(long_out, long)
-    write_table(summary_out, summarise_curves(long))
+    made_from = [acts_path, heads_path]
+    write_table(long_out, long, made_from)
+    write_table(summary_out, summarise_curves(long), made_from)
     auc = auc_table(long)
-    write_table(auc_out, auc)
+    write_table(auc_out, auc, made_from)
     log.info("AUC ratios: %s", auc.to_dict("records"))

@@ -37,13 +37,15 @@ def ablation_statistics(long_path, out_tsv, out_json, cfg: dict) -> None:
     long = read_table(long_path, LONG_REQUIRED)
     res = ablation_auc_stats(long, cfg["n_boot"], cfg["seed"], cfg["ci"])
     summary = res["summary"]
-    write_table(out_tsv, summary)
+    write_table(out_tsv, summary, [long_path])
     quantities = {row["quantity"]: {k: _number(v) for k, v in row.items() if k != "quantity"}
                   for row in summary.to_dict("records")}
     levels = res["ratio_levels"]
-    write_json(out_json, dict(
+    write_json(out_json, made_from=[long_path], obj=dict(
         quantities=quantities, frac_random_beaten=_number(res["frac_random_beaten"]),
-        n_random=int(res["n_random"]), n_prompts=int(res["n_prompts"]), n_boot=int(res["n_boot"]),
+        n_random=int(res["n_random"]), n_prompts=int(res["n_prompts"]),
+        n_nonfinite_kl=int(res["n_nonfinite_kl"]), n_prompts_excluded=int(res["n_prompts_excluded"]),
+        prompts_excluded=[str(p) for p in res["prompts_excluded"]], n_boot=int(res["n_boot"]),
         ci=res["ci"], seed=res["seed"], grid_fractions=[float(f) for f in res["grid_fractions"]],
         ratio_levels=None if levels is None else [float(x) for x in levels],
         cross_validated=bool(res["cross_validated"]),

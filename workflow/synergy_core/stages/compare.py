@@ -31,4 +31,4 @@ def compare_models(phiid_a, phiid_b, out_tsv, cfg: dict) -> None:
     table = compare_profiles(a, b, a["pairs"], a["layer"], n_layers, cfg["n_permutations"],
                              cfg["seed"], cfg["ci"])
     log.info("A - B (paired by prompt):\n%s", table.to_string(index=False))
-    write_table(out_tsv, table)
+    write_table(out_tsv, table, [phiid_a, phiid_b])

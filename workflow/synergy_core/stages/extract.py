@@ -20,5 +20,5 @@ def run_extraction(prompts_path, out_path, spec: dict, selection: dict, generati
                                              generation["batch_size"], selection["chat_template"],
                                              generation["device"])
     provenance["config_hash"] = stable_hash([spec, selection, generation])
-    save_arrays(out_path, provenance, **arrays)
+    save_arrays(out_path, provenance, made_from=[prompts_path], **arrays)
     log.info("wrote %s: acts %s", out_path, arrays["acts"].shape)

@@ -6,7 +6,14 @@ import logging
 
 import numpy as np
 
-from ..io import CorruptOutputError, load_activations, load_arrays, save_arrays, stable_hash
+from ..io import (
+    CorruptOutputError,
+    check_made_from,
+    load_activations,
+    load_arrays,
+    save_arrays,
+    stable_hash,
+)
 from ..phiid.all_pairs import DEFAULT_MAX_BLOCK_PAIRS, phiid_all_pairs
 from ..phiid.chunks import PairwisePhiID, atom_matrices, chunk_range, merge_chunks, pair_matrix
 from ..phiid.kernel import ATOM_NAMES
@@ -55,14 +62,15 @@ def compute_phiid_chunk(acts_path, out_path, chunk: int, cfg: dict, threads: int
     provenance = dict(activations_hash=acts_prov.get("config_hash"), settings=numeric_settings(cfg),
                       backend=cfg["backend"], n_chunks=cfg["n_chunks"], chunk=chunk,
                       pair_range=[start, stop], n_total_heads=n_total_heads)
-    save_arrays(out_path, provenance, pairs=result.pairs, atoms=result.atoms,
+    save_arrays(out_path, provenance, made_from=[acts_path], pairs=result.pairs, atoms=result.atoms,
                 per_prompt_sts=result.per_prompt_sts, per_prompt_rtr=result.per_prompt_rtr,
                 nan_count=result.nan_count, n_prompts=result.n_prompts, tau=result.tau,
                 aggregation=result.aggregation)
 
 
-def _load_chunk(path, expect: dict) -> PairwisePhiID:
+def _load_chunk(path, acts_path, expect: dict) -> PairwisePhiID:
     arrays, prov = load_arrays(path, CHUNK_KEYS)
+    check_made_from(path, prov, acts_path)
     for key, value in expect.items():
         if prov.get(key) != value:
             raise CorruptOutputError(
@@ -81,7 +89,7 @@ def merge_phiid_chunks(acts_path, chunk_paths: list, out_path, cfg: dict) -> Non
     n_total_heads = len(arrays["head_labels"])
     expect = dict(activations_hash=acts_prov.get("config_hash"), settings=numeric_settings(cfg),
                   n_chunks=len(chunk_paths))
-    merged = merge_chunks([_load_chunk(p, expect) for p in chunk_paths], n_total_heads)
+    merged = merge_chunks([_load_chunk(p, acts_path, expect) for p in chunk_paths], n_total_heads)
     matrices = atom_matrices(merged.atoms, merged.pairs, n_total_heads)
     nan_matrix = pair_matrix(merged.nan_count.astype(float), merged.pairs, n_total_heads)
     per_head_nan = np.nansum(nan_matrix, axis=1).astype(np.int64)
@@ -91,13 +99,13 @@ def merge_phiid_chunks(acts_path, chunk_paths: list, out_path, cfg: dict) -> Non
              100 * merged.nan_count.sum() / max(n_cells, 1))
     for h in np.nonzero(per_head_nan)[0]:
         log.info("  head %s: %d NaN (pair, prompt) cells", arrays["head_labels"][h], per_head_nan[h])
-    # No chunk count or block size in the provenance: the merged file is the same bytes
-    # however the pairs were chunked.
+    # No chunk count, block size or chunk file in the provenance and record: the merged file is
+    # the same bytes however the pairs were chunked (each chunk was verified on reading).
     provenance = dict(activations_hash=acts_prov.get("config_hash"), settings=numeric_settings(cfg),
                       backend=cfg["backend"], model=acts_prov.get("model"),
                       shape=acts_prov.get("shape"), phiid_hash=stable_hash(
                           [acts_prov.get("config_hash"), numeric_settings(cfg)]))
-    save_arrays(out_path, provenance, atoms=matrices, atom_names=np.array(ATOM_NAMES),
+    save_arrays(out_path, provenance, made_from=[acts_path], atoms=matrices, atom_names=np.array(ATOM_NAMES),
                 pairs=merged.pairs, per_prompt_sts=merged.per_prompt_sts,
                 per_prompt_rtr=merged.per_prompt_rtr, nan_count=merged.nan_count,
                 nan_count_matrix=nan_matrix, per_head_nan=per_head_nan,

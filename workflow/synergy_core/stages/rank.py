@@ -45,9 +45,10 @@ def rank_model(phiid_path, acts_path, heads_out, profile_out, diagnostics_out) -
         log.warning("%d heads have no valid synergy/redundancy and are left unranked", n_nan)
     log.info("synergy vs redundancy across heads: Spearman %.3f, Pearson %.3f",
              corr["spearman"], corr["pearson"])
-    write_table(heads_out, table)
-    write_table(profile_out, layer_profile(table))
-    write_json(diagnostics_out, dict(
+    made_from = [phiid_path, acts_path]
+    write_table(heads_out, table, made_from)
+    write_table(profile_out, layer_profile(table), made_from)
+    write_json(diagnostics_out, made_from=made_from, obj=dict(
         corr, unranked_heads=n_nan, n_layers=n_layers, n_heads_per_layer=n_heads,
         nan_cells=int(arrays["nan_count"].sum()), n_pairs=len(arrays["pairs"]),
         n_prompts=int(arrays["per_prompt_sts"].shape[1]), model=prov.get("model")))

@@ -84,17 +84,18 @@ def model_statistics(phiid_path, acts_path, outputs: dict, cfg: dict, tau: int) 
     graphs = graph_statistics(sts, rtr, pairs, n_total_heads, cfg["graph_fraction"], cfg["n_boot_graph"],
                               cfg["n_null_graph"], graph_seed, ci)
     log.info("graph metrics:\n%s", graphs.to_string(index=False))
-    write_table(outputs["scores"], scores)
-    write_table(outputs["layers"], boot["layers"])
+    made_from = [phiid_path, acts_path]
+    write_table(outputs["scores"], scores, made_from)
+    write_table(outputs["layers"], boot["layers"], made_from)
     write_table(outputs["categories"],
-                category_profiles(sts, rtr, pairs, arrays["categories"], layer, n_layers))
-    write_table(outputs["graphs"], graphs)
+                category_profiles(sts, rtr, pairs, arrays["categories"], layer, n_layers), made_from)
+    write_table(outputs["graphs"], graphs, made_from)
 
     def num(x):
         return None if x is None else float(x)
 
     n_sur = int(surrogate["n_surrogates"])
-    write_json(outputs["json"], dict(
+    write_json(outputs["json"], made_from=made_from, obj=dict(
         split_half=dict(reliability=num(split["reliability"]), half_sample_r=num(split["half_sample_r"]),
                         half_sample_r_sd=num(split["half_sample_r_sd"]), n_splits=int(cfg["n_splits"]),
                         n_valid=split["n_valid"], half_size=split["half_size"], quantity="syn_red",

@@ -88,7 +88,11 @@ def build_summary(models: dict, out_path) -> None:
                 row[q], row[f"{q}_ci_low"], row[f"{q}_ci_high"] = abl.loc[q, ["estimate", "ci_low", "ci_high"]]
                 row[f"{q}_p"] = abl.loc[q, "p"]
             row["ablation_n_random"] = int(abl.loc["ratio_synergistic_random", "n_random"])
-            row["frac_random_beaten"] = read_json(m["ablation_json"])["frac_random_beaten"]
+            abl_json = read_json(m["ablation_json"])
+            row["frac_random_beaten"] = abl_json["frac_random_beaten"]
+            # non-finite KL values: their prompts are left out of every curve, counted here
+            row["ablation_n_nonfinite_kl"] = abl_json["n_nonfinite_kl"]
+            row["ablation_n_prompts_excluded"] = abl_json["n_prompts_excluded"]
             row["verdict_ablation"] = _verdict(row["ratio_synergistic_random_p"],
                                                1.0 / (1 + row["ablation_n_random"]))
         for kind, comp in m.get("comparisons", {}).items():
@@ -103,4 +107,7 @@ def build_summary(models: dict, out_path) -> None:
                 row[f"vs_{kind}_{r.score}_p"] = r.p
             row[f"vs_{kind}_n_permutations"] = int(table.n_permutations.iloc[0])
         rows.append(row)
-    write_table(out_path, pd.DataFrame(rows))
+    made_from = [m[k] for m in models.values() for k in ("diagnostics", "stats", "scores", "graphs",
+                                                          "ablation", "ablation_json") if m.get(k)]
+    made_from += [c["path"] for m in models.values() for c in m.get("comparisons", {}).values()]
+    write_table(out_path, pd.DataFrame(rows), made_from)
