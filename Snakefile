@@ -9,8 +9,18 @@ report: "workflow/report/workflow.rst"
 
 
 # The paper configuration, unless --configfile names another. (Snakemake would otherwise merge the
-# two, so the demo would also inherit the paper's models.)
+# two, so the demo would also inherit the paper's models.) It is read strictly first, so that a
+# YAML error names the file and line (Snakemake's own message names neither; for a --configfile,
+# `python -m synergy_core.config FILE` does, see config/README.md).
 if not workflow.overwrite_configfiles:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+    from synergy_core.config import load_yaml_strict
+
+    if Path("config/config.yaml").is_file():  # else Snakemake says it is missing
+        load_yaml_strict("config/config.yaml")
 
     configfile: "config/config.yaml"
 

@@ -1,6 +1,7 @@
 """Bad configuration fails at validation time with a message naming the offending key."""
 import copy
 import re
+import shutil
 
 import pytest
 import yaml
@@ -76,10 +77,67 @@ BAD = [
     ({"models": {"m": {"hf_id": "x/y", "local_path": "/does/not/exist"}}},
      r"config key models.m.local_path: /does/not/exist is not a Hugging Face model directory"),
     ({"generation": {"device": "tpu"}}, r"config key generation.device: 'tpu' does not match"),
+    # integers are integers: JSON Schema counts 20.0 as one, the jobs do not
+    ({"generation": {"num_tokens": 20.0}},
+     r"^config key generation.num_tokens: 20.0 is not of type 'integer' \(write 20, without a decimal point\)$"),
+    ({"phiid": {"tau": 1.0}}, r"^config key phiid.tau: 1.0 is not of type 'integer' \(write 1, without a decimal"),
+    ({"phiid": {"n_chunks": 3.0}}, r"^config key phiid.n_chunks: 3.0 is not of type 'integer' \(write 3, "),
+    ({"prompts": {"first_k": 2.0}},
+     r"^config key prompts.first_k: 2.0 is not of type 'integer', 'null' \(write 2, without a decimal point\)$"),
+    ({"stats": {"n_boot_graph": 20.0}}, r"^config key stats.n_boot_graph: 20.0 is not of type 'integer'"),
+    ({"ablation": {"n_random_orders": 2.5}}, r"^config key ablation.n_random_orders: 2.5 is not of type 'integer'$"),
+    ({"generation": {"batch_size": True}}, r"^config key generation.batch_size: True is not of type 'integer'$"),
+    # seeds: numpy's generators refuse negative ones
+    ({"stats": {"seed": -1}}, r"^config key stats.seed: -1 is less than the minimum of 0$"),
+    ({"ablation": {"seed": -1}}, r"^config key ablation.seed: -1 is less than the minimum of 0$"),
+    ({"models": {"m": {"hf_id": "builtin:tiny-llama", "seed": -2}}},
+     r"^config key models.m.seed: -2 is less than the minimum of 0$"),
+    ({"ablation": {"models": ["tiny-llama", "tiny-llama"]}},
+     r"^config key ablation.models: \['tiny-llama', 'tiny-llama'\] has non-unique elements$"),
+    ({"models": {"m": {"hf_id": "x/y", "family": "a(b"}}}, r"^config key models.m.family: 'a\(b' does not match "),
+    # the selection must keep 2 prompts (split halves in model_stats), blamed on the key that cut it
+    ({"prompts": {"first_k": 1}},
+     r"^config key prompts.first_k: the selection keeps 1 prompt, but the split-half reliability of the "
+     r"ranking \(rule model_stats\) needs at least 2; use first_k >= 2$"),
+    ({"prompts": {"categories": ["Basic Numerical Reasoning"], "per_category": 1}},
+     r"^config key prompts.per_category: the selection keeps 1 prompt, .* needs at least 2; use "
+     r"per_category >= 2 or more prompts.categories$"),
+    # too few tokens: for PhiID at all, then for the surrogate test's trimmed window (demo: tau 1,
+    # 20 surrogates, trim 0.4)
+    ({"generation": {"num_tokens": 5}},
+     r"^config key generation.num_tokens: 5 tokens leave fewer than 5 PhiID samples at any lag; use at "
+     r"least 6 \(phiid.tau \+ 5\)$"),
+    ({"generation": {"num_tokens": 7}},
+     r"^config key generation.num_tokens: 7 tokens are too few for the surrogate test at phiid.tau = 1 .* use "
+     r"at least 8 tokens, or stats.n_surrogates: 0 to skip the test$"),
+    ({"generation": {"num_tokens": 8}},
+     r"^config key stats.surrogate_trim: 0.4 trims 2 of the 8 steps at each end, leaving a window of 4 steps, "
+     r"too short for PhiID at phiid.tau = 1 \(the window needs tau \+ 5\); use a smaller trim or more "
+     r"generation.num_tokens, or stats.n_surrogates: 0 to skip the test$"),
+    ({"stats": {"surrogate_trim": 0.9}},
+     r"^config key stats.surrogate_trim: 0.9 trims 18 of the 40 steps at each end, leaving a window of 4 steps"),
+    ({"stats": {"ci": 1}}, r"^config key stats.ci: 1 is greater than or equal to the maximum of 1$"),
+    ({"stats": {"ci": 0}}, r"^config key stats.ci: 0 is less than or equal to the minimum of 0$"),
+    # max_fraction must remove a head of every ablated model (tiny-neox: 24 heads, tiny-llama: 12)
+    ({"ablation": {"max_fraction": 0.04}},
+     r"^config key ablation.max_fraction: 0.04 of the 24 heads of model tiny-neox-step150 is less than one "
+     r"head, so the ablation would remove none; use at least 0.0417 \(1/24\)$"),
+    ({"ablation": {"max_fraction": 0.05}},
+     r"^config key ablation.max_fraction: 0.05 of the 12 heads of model tiny-llama is less than one head, "
+     r"so the ablation would remove none; use at least 0.0834 \(1/12\)$"),
 ]
 
 
-@pytest.mark.parametrize("change,message", BAD, ids=[m[:40] for _, m in BAD])
+def _case_id(change: dict) -> str:
+    """``section.key=value`` of a BAD case, e.g. ``phiid.n_chunks=3.0``."""
+    def flat(prefix, value):
+        if isinstance(value, dict) and value:
+            return [x for k, v in value.items() for x in flat(f"{prefix}.{k}" if prefix else k, v)]
+        return [f"{prefix}={value!r}".replace(" ", "")]
+    return ",".join(flat("", change))
+
+
+@pytest.mark.parametrize("change,message", BAD, ids=[_case_id(c) for c, _ in BAD])
 def test_bad_values_are_rejected_naming_the_key(demo, change, message):
     cfg = copy.deepcopy(demo)
     if "models" in change:
@@ -93,11 +151,140 @@ def test_bad_values_are_rejected_naming_the_key(demo, change, message):
         validate_config(cfg)
 
 
+def test_good_edge_values_are_accepted(demo):
+    """The lowest values the checks allow run (each checked end to end when they were set)."""
+    for section, change in [("prompts", {"first_k": 2}),
+                            ("prompts", {"categories": ["Basic Numerical Reasoning"], "per_category": 2}),
+                            ("ablation", {"max_fraction": 0.0834}),            # 1 of tiny-llama's 12
+                            ("ablation", {"enabled": False, "max_fraction": 0.01}),
+                            ("stats", {"n_boot_graph": 0, "n_null_graph": 0}),
+                            ("ablation", {"n_random_orders": 0, "random_grid": None}),
+                            ("generation", {"num_tokens": 8}), ("stats", {"surrogate_trim": 0.3})]:
+        cfg = copy.deepcopy(demo)
+        cfg[section].update(change)
+        if section == "generation":
+            cfg["stats"]["surrogate_trim"] = 0.3           # 8 steps: D = 1, window 6 = tau + 5
+        validate_config(cfg)
+    cfg = copy.deepcopy(demo)
+    cfg["generation"]["num_tokens"] = 6
+    cfg["stats"]["n_surrogates"] = 0                       # no surrogate test: 6 tokens suffice
+    validate_config(cfg)
+
+
+def test_surrogate_and_ablation_formulas_match_the_stages():
+    """config.py repeats two formulas of the stages (so that a config check imports neither scipy
+    nor pandas): the surrogate test's trim and the ablation's last removal count."""
+    from synergy_core.ablation_curves import removal_counts
+    from synergy_core.config import last_removal_count, surrogate_shift
+    from synergy_core.stats import trim_steps
+
+    for steps in range(6, 120):
+        for trim in (0.01, 0.1, 0.25, 0.3, 0.4, 0.5, 0.55, 0.9):
+            try:
+                expected = trim_steps(steps, trim, 1)
+            except ValueError:
+                expected = None
+            d = surrogate_shift(steps, trim)
+            assert (d if steps - 2 * d - 1 >= 5 else None) == expected, (steps, trim)
+    for heads in (1, 4, 12, 24, 128, 1024):
+        for fraction in (0.001, 0.04, 0.05, 1 / 12, 0.0834, 0.1, 0.4, 0.7, 1.0):
+            assert last_removal_count(heads, fraction) == removal_counts(heads, fraction)[-1]
+
+
+def test_two_prompts_are_the_fewest_the_statistics_take():
+    """MIN_PROMPTS is what split_half_reliability (rule model_stats) needs."""
+    import numpy as np
+
+    from synergy_core.config import MIN_PROMPTS
+    from synergy_core.stats import split_half_reliability
+
+    pairs = np.array([[0, 1], [0, 2], [1, 2]])
+    rng = np.random.default_rng(0)
+    split_half_reliability(rng.random((3, MIN_PROMPTS)), rng.random((3, MIN_PROMPTS)), pairs, 3, 2)
+    with pytest.raises(ValueError, match="need at least 2 prompts"):
+        split_half_reliability(rng.random((3, MIN_PROMPTS - 1)), rng.random((3, MIN_PROMPTS - 1)), pairs, 3, 2)
+
+
 def test_duplicate_model_names_are_refused(tmp_path):
     path = tmp_path / "dup.yaml"
     path.write_text("models:\n  a:\n    hf_id: builtin:tiny-gpt-neox\n  a:\n    hf_id: builtin:tiny-llama\n")
-    with pytest.raises(ConfigError, match="config key 'a' appears twice .*line 4"):
+    with pytest.raises(ConfigError, match=f"^config key 'a' appears twice in the same mapping "
+                                          f"\\({re.escape(str(path))} line 4\\); YAML would silently keep the last$"):
         load_yaml_strict(path)
+
+
+YAML_BAD = [
+    ("unclosed-list", b"generation:\n  num_tokens: [1\n",
+     r"line 3, column 1: invalid YAML: expected ',' or ']', but got '<stream end>' \(while parsing a flow "
+     r"sequence started at line 2, column 15\)"),
+    ("tab-indent", b"phiid:\n\ttau: 2\n",
+     r"line 2, column 1: invalid YAML: found character '\\t' that cannot start any token \(while scanning "
+     r"for the next token\)"),
+    ("bad-indent", b"phiid:\n  tau: 2\n n_chunks: 3\n",
+     r"line 3, column 2: invalid YAML: expected <block end>, but found '<block mapping start>' \(while "
+     r"parsing a block mapping started at line 1, column 1\)"),
+    ("latin-1", b"# caf\xe9\nphiid:\n  tau: 2\n", r"line 1: byte 0xe9 is not UTF-8; save the file as UTF-8"),
+]
+
+
+@pytest.mark.parametrize("name,content,message", YAML_BAD, ids=[c[0] for c in YAML_BAD])
+def test_yaml_errors_name_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / f"{name}.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"^config file {re.escape(str(path))} {message}$"):
+        load_yaml_strict(path)
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")
+def test_snakefile_names_file_and_line_of_a_yaml_error_in_the_default_config(repo, tmp_path):
+    """Snakemake's own message for a broken config file names neither; the Snakefile reads
+    config/config.yaml strictly before its configfile: directive."""
+    import subprocess
+
+    from worktree import copy_worktree
+
+    work = copy_worktree(repo, tmp_path / "wt")
+    with open(work / "config/config.yaml", "a") as fh:
+        fh.write("bogus: [1\n")
+    n = len((work / "config/config.yaml").read_text().splitlines())
+    proc = subprocess.run(["snakemake", "-n"], cwd=work, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert (f"config file config/config.yaml line {n + 1}, column 1: invalid YAML: expected ',' or ']', but "
+            f"got '<stream end>' (while parsing a flow sequence started at line {n}, column 8)"
+            ) in proc.stdout + proc.stderr
+
+
+def test_yaml_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfphiid:\n  tau: 2\n")
+    assert load_yaml_strict(path) == {"phiid": {"tau": 2}}
+
+
+def test_command_line_checker(repo, tmp_path, monkeypatch, capsys):
+    """python -m synergy_core.config FILE...: OK, or the error with file and line; exit 1."""
+    import os
+    import subprocess
+    import sys
+
+    from synergy_core.config import main
+
+    monkeypatch.chdir(repo)
+    assert main(["config/demo.yaml", "config/config.yaml"]) == 0
+    assert capsys.readouterr().out == "config/demo.yaml: OK\nconfig/config.yaml: OK\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("generation:\n  num_tokens: [1\n")
+    floats = tmp_path / "floats.yaml"
+    floats.write_text("phiid:\n  n_chunks: 3.0\n")
+    # as a user runs it: a module of the package, from the repository root
+    env = dict(os.environ, PYTHONPATH=str(repo / "workflow"))
+    proc = subprocess.run([sys.executable, "-m", "synergy_core.config", "config/demo.yaml", str(bad), str(floats)],
+                          cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stdout == "config/demo.yaml: OK\n"
+    assert proc.stderr.splitlines() == [
+        f"config file {bad} line 3, column 1: invalid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence started at line 2, column 15)",
+        f"{floats}: config key phiid.n_chunks: 3.0 is not of type 'integer' (write 3, without a decimal point)"]
 
 
 def test_revisions_expand_into_one_model_per_checkpoint(demo):
@@ -137,19 +324,73 @@ def test_n_chunks_is_checked_against_a_local_model_config(demo, tmp_path):
         validate_config(cfg)
 
 
-def test_bad_prompt_tables_are_refused(demo, tmp_path):
-    cases = {
-        "prompt_id\tcategory\ttext\na\tX\thello\na\tX\tagain\n": "duplicate prompt ids \\['a'\\]",
-        "prompt_id\tcategory\ttext\na\tX\t \n": "empty prompt text for \\['a'\\]",
-        "id\ttext\na\thello\n": "lacks columns",
-    }
-    for i, (table, message) in enumerate(cases.items()):
-        path = tmp_path / f"p{i}.tsv"
-        path.write_text(table)
-        cfg = copy.deepcopy(demo)
-        cfg["prompts"] = {"file": str(path)}
-        with pytest.raises(ConfigError, match=f"config key prompts.file: .*{message}"):
-            validate_config(cfg)
+HEADER = b"prompt_id\tcategory\ttext\n"
+PROMPTS_BAD = [
+    ("tab-in-prompt", HEADER + b"a\tX\thello\nb\tX\tsay\thi\n",
+     r"{file} line 3: 4 fields, expected 3 \(a tab inside a prompt\? prompts cannot contain tabs\)"),
+    ("short-row", HEADER + b"a\tX\thello\nb\tX\n",
+     r"{file} line 3: 2 fields, expected 3 \(fields are separated by tabs\)"),
+    ("latin-1", HEADER + b"a\tX\thello\nb\tX\tcaf\xe9\n",
+     r"{file} line 3: byte 0xe9 at column 8 is not UTF-8; save the table as UTF-8"),
+    ("empty-id", HEADER + b"a\tX\thello\n\tX\tagain\n", r"{file} line 3: empty prompt_id"),
+    ("empty-category", HEADER + b"a\t \thello\nb\tX\tagain\n", r"{file} line 2: empty category"),
+    ("empty-text", HEADER + b"a\tX\t \nb\tX\tagain\n", r"{file} line 2: empty text"),
+    ("duplicate-id", HEADER + b"a\tX\thello\nb\tX\tmid\na\tX\tagain\n",
+     r"{file} line 4: duplicate prompt id 'a' \(first on line 2\)"),
+    ("no-header", b"id\ttext\na\thello\n",
+     r"{file} lacks columns \['category', 'prompt_id'\] \(line 1 must be the tab-separated header prompt_id, "
+     r"category, text\)"),
+    ("one-prompt", HEADER + b"a\tX\thello\n",
+     r"the selection keeps 1 prompt, but the split-half reliability of the ranking \(rule model_stats\) "
+     r"needs at least 2; {file} has only 1"),
+]
+
+
+@pytest.mark.parametrize("name,table,message", PROMPTS_BAD, ids=[c[0] for c in PROMPTS_BAD])
+def test_bad_prompt_tables_are_refused_naming_file_and_line(demo, tmp_path, name, table, message):
+    path = tmp_path / f"{name}.tsv"
+    path.write_bytes(table)
+    cfg = copy.deepcopy(demo)
+    cfg["prompts"] = {"file": str(path)}
+    file = re.escape(str(path))
+    with pytest.raises(ConfigError, match=f"^config key prompts.file: {message.format(file=file)}$"):
+        validate_config(cfg)
+
+
+def test_selection_of_a_one_prompt_category_is_refused_naming_categories(demo, tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_bytes(HEADER + b"a\tX\thello\nb\tY\tone\nc\tY\ttwo\n")
+    cfg = copy.deepcopy(demo)
+    cfg["prompts"] = {"file": str(path), "categories": ["X"]}
+    with pytest.raises(ConfigError, match=f"^config key prompts.categories: the selection keeps 1 prompt, .*; "
+                                          f"choose categories with at least 2 prompts in {re.escape(str(path))}$"):
+        validate_config(cfg)
+    cfg["prompts"] = {"file": str(path), "categories": ["Y"]}
+    validate_config(cfg)
+
+
+def test_prompt_table_with_bom_crlf_and_blank_lines_is_read(tmp_path):
+    """A byte-order mark (spreadsheets write one), Windows line ends and blank lines are fine."""
+    from synergy_core.prompts import Prompt, load_prompts
+
+    path = tmp_path / "p.tsv"
+    path.write_bytes(b"\xef\xbb\xbf" + HEADER.replace(b"\n", b"\r\n")
+                     + b"a\tX\thello \"you\"\r\n\r\nb\tY\tcaf\xc3\xa9\r\n\n")
+    assert load_prompts(path) == [Prompt("a", "X", 'hello "you"'), Prompt("b", "Y", "caf\u00e9")]
+
+
+def test_shipped_prompt_table_is_read_unchanged(repo):
+    """The paper's 60 prompts: every row has three fields, ids unique (the same as csv reads)."""
+    import csv
+
+    from synergy_core.prompts import load_prompts
+
+    prompts = load_prompts(repo / "config/prompts.tsv")
+    with open(repo / "config/prompts.tsv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    assert len(prompts) == 60
+    assert [(p.prompt_id, p.category, p.text) for p in prompts] == [
+        (r["prompt_id"], r["category"], r["text"]) for r in rows]
 
 
 def test_config_readme_defaults_match_the_schema(repo):
@@ -204,6 +445,28 @@ def test_n_chunks_checked_against_a_cached_hub_config(demo, tmp_path):
     with pytest.raises(ConfigError, match="phiid.n_chunks: 7 chunks for 6 head pairs of model m"):
         validate_config(copy.deepcopy(cfg))
     cfg["models"]["m"]["revision"] = "step6"   # not cached: cannot be checked, no error
+    validate_config(copy.deepcopy(cfg))
+
+
+def test_max_fraction_checked_against_a_cached_hub_config(demo, tmp_path):
+    """A hub model's head count from its cached config.json: max_fraction x heads >= 1."""
+    import json
+
+    repo_dir = tmp_path / "hub" / "models--org--tiny"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text("b" * 40)
+    (repo_dir / "snapshots" / ("b" * 40)).mkdir(parents=True)
+    (repo_dir / "snapshots" / ("b" * 40) / "config.json").write_text(
+        json.dumps({"num_hidden_layers": 2, "num_attention_heads": 2}))
+    cfg = copy.deepcopy(demo)
+    cfg.update(hf_home=str(tmp_path), ablation={"models": None, "max_fraction": 0.2})
+    cfg["models"] = {"m": {"hf_id": "org/tiny"}, "other": {"hf_id": "org/uncached"}}
+    with pytest.raises(ConfigError, match=r"^config key ablation.max_fraction: 0.2 of the 4 heads of model m "
+                                          r"is less than one head, .* use at least 0.25 \(1/4\)$"):
+        validate_config(copy.deepcopy(cfg))
+    cfg["ablation"]["max_fraction"] = 0.25
+    validate_config(copy.deepcopy(cfg))
+    cfg["ablation"] = {"models": ["other"], "max_fraction": 0.01}   # head count unknown: no check
     validate_config(copy.deepcopy(cfg))
 
 

@@ -1,4 +1,6 @@
 """Generation and capture: batched == unbatched, cached == teacher-forced, EOS suppressed."""
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -56,8 +58,11 @@ class _EosLovingModel(torch.nn.Module):
         super().__init__()
         self.model, self.eos, self.at, self.calls = model, eos, at, 0
         self.config, self.generation_config = model.config, model.generation_config
+        # the wrapped model's signature, so that the KV-cache argument gets its current name
+        # (transformers 5 renamed past_key_values to cache and warns on the old one)
+        self.forward = functools.wraps(model.forward)(lambda **kw: self._boosted(**kw))
 
-    def forward(self, **kw):
+    def _boosted(self, **kw):
         out = self.model(**kw)
         if self.calls >= self.at:
             out.logits[..., self.eos] += 1e4

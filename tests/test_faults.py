@@ -814,3 +814,69 @@ def test_max_fraction_that_removes_no_head_is_refused_by_the_ablation_too():
 
     with pytest.raises(ValueError, match=r"max_fraction: 0.01 of 24 heads removes no head; use at least 0.04167"):
         ablation_grids(24, 0.01, 1, 11)
+
+
+# ---------------------------------------------- config, prompt table, YAML: before any job
+# Every row of the config, prompt-table and YAML checks, with its exact message, is in
+# tests/test_config.py (BAD, YAML_BAD, PROMPTS_BAD). Here the adversarial run's cases go
+# through Snakemake itself: refused at parse time, before any job, naming key, file and line.
+TAB_TABLE = "prompt_id\tcategory\ttext\na\tx\tone\nb\tx\ttwo\there\nc\ty\tthree\n"
+CONFIG_FAULTS = [
+    ("num_tokens 20.0", {"generation": {"num_tokens": 20.0}},
+     r"config key generation.num_tokens: 20.0 is not of type 'integer' \(write 20, without a decimal point\)"),
+    ("tau 1.0", {"phiid": {"tau": 1.0}}, r"config key phiid.tau: 1.0 is not of type 'integer'"),
+    ("n_chunks 3.0", {"phiid": {"n_chunks": 3.0}}, r"config key phiid.n_chunks: 3.0 is not of type 'integer'"),
+    ("one prompt", {"prompts": {"first_k": 1}}, r"config key prompts.first_k: the selection keeps 1 prompt"),
+    ("family escaping results/", {"models": {"m": {"hf_id": "builtin:tiny-llama", "family": "../../../x"}}},
+     r"config key models.m.family: '../../../x' does not match"),
+    ("family breaking the job graph", {"models": {"m": {"hf_id": "builtin:tiny-llama", "family": "a(b"}}},
+     r"config key models.m.family: 'a\(b' does not match"),
+    ("max_fraction below one head", {"ablation": {"max_fraction": 0.01}},
+     r"config key ablation.max_fraction: 0.01 of the 12 heads of model m is less than one head"),
+    ("tab inside a prompt", {"prompts": {"file": "TAB_TABLE"}},
+     r"config key prompts.file: \S*tabs.tsv line 3: 4 fields, expected 3 \(a tab inside a prompt\?"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change,message", [c[1:] for c in CONFIG_FAULTS], ids=[c[0] for c in CONFIG_FAULTS])
+def test_bad_config_is_refused_by_snakemake_before_any_job(repo, tmp_path, change, message):
+    import re
+    import subprocess
+
+    import yaml
+
+    (tmp_path / "tabs.tsv").write_text(TAB_TABLE)
+    config = {"models": {"m": {"hf_id": "builtin:tiny-llama"}},
+              "prompts": {"file": str(repo / "config" / "prompts.tsv")}}
+    for section, value in change.items():
+        config[section] = {**config.get(section, {}), **value} if section != "models" else value
+    if config["prompts"]["file"] == "TAB_TABLE":
+        config["prompts"]["file"] = str(tmp_path / "tabs.tsv")
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    out = subprocess.run(["snakemake", "-n", "--directory", str(tmp_path), "--snakefile",
+                          str(repo / "Snakefile"), "--configfile", str(tmp_path / "bad.yaml")],
+                         cwd=repo, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert re.search(message, out.stdout + out.stderr), (out.stdout + out.stderr)[-2000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_readme_lists_every_message(repo):
+    """README "When things go wrong" names each outcome this module (and test_config) asserts."""
+    text = (repo / "README.md").read_text()
+    section = text[text.index("## When things go wrong"):]
+    stems = [UNREADABLE, CONTENT, NO_RECORD, WRITTEN_AS, MADE_FROM, "not made from",
+             "has no record <file>.meta.json beside it", "unreadable record", "made for settings",
+             "cannot write <file>: No space left on device", "Permission denied",
+             "non-finite KL value(s)", "every prompt (N) has a non-finite KL value",
+             "ablation long table is empty", "the median random AUC is 0.0",
+             "it is not in the local cache and this step never downloads", "hf download",
+             "it needs its own code (trust_remote_code)", "its weights are a pickle holding more than tensors",
+             "is not a loadable Hugging Face causal LM directory", "LockException", "snakemake --unlock",
+             "is not of type 'integer' (write 20, without a decimal point)", "the selection keeps 1 prompt",
+             "is less than one head", "removes no head", "too few for the surrogate test",
+             "4 fields, expected 3 (a tab inside a prompt?", "is not UTF-8", "appears twice in the same mapping",
+             "invalid YAML", "python -m synergy_core.config", "are left unranked", "non-finite activations"]
+    missing = [s for s in stems if s not in section]
+    assert not missing, missing

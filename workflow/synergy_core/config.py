@@ -2,15 +2,24 @@
 
 Every error is a :class:`ConfigError` whose message starts with the offending key, e.g.
 ``config key generation.num_tokens: -3 is less than the minimum of 1``, and is raised when the
-Snakefile is parsed, before any job runs.
+Snakefile is parsed, before any job runs. YAML syntax errors name the file, line and column.
+
+Check a config file without Snakemake (Snakemake itself reports a YAML syntax error in a
+``--configfile`` without file or line)::
+
+    python -m synergy_core.config config/my.yaml    # prints "config/my.yaml: OK", or the error (exit 1)
 """
 
 from __future__ import annotations
 
+import argparse
+import codecs
 import copy
 import importlib.util
+import math
 import os
 import re
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -40,8 +49,8 @@ def _no_duplicates(loader, node, deep=False):
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in keys:
-            raise ConfigError(f"config key {key!r} appears twice in the same mapping "
-                              f"(line {key_node.start_mark.line + 1}); YAML would silently keep the last")
+            raise ConfigError(f"config key {key!r} appears twice in the same mapping ({loader.name} "
+                              f"line {key_node.start_mark.line + 1}); YAML would silently keep the last")
         keys.add(key)
     return loader.construct_mapping(node, deep)
 
@@ -49,10 +58,41 @@ def _no_duplicates(loader, node, deep=False):
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
+def _where(mark) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
 def load_yaml_strict(path: str | Path) -> dict:
-    """Load a YAML config file, refusing duplicate keys (e.g. two models with the same name)."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_UniqueKeyLoader) or {}
+    """Load a YAML config file, refusing duplicate keys (e.g. two models with the same name).
+
+    Every error is a :class:`ConfigError` naming the file and the line: a YAML syntax error
+    (``config file F line 3, column 1: invalid YAML: ...``), a byte that is not UTF-8, a key
+    that appears twice."""
+    raw = Path(path).read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"config file {path} line {line}: byte 0x{raw[err.start]:02x} is not "
+                          "UTF-8; save the file as UTF-8") from None
+    loader = _UniqueKeyLoader(text)
+    loader.name = str(path)   # marks (and so messages) name the file, not "<unicode string>"
+    try:
+        return loader.get_single_data() or {}
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = _where(mark) if mark else "(no position)"
+        context = ""
+        if err.context:
+            context = f" ({err.context}" + (f" started at {_where(err.context_mark)}"
+                                            if err.context_mark and err.context_mark is not mark else "") + ")"
+        raise ConfigError(f"config file {path} {where}: invalid YAML: {err.problem}{context}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: invalid YAML: {err}") from None
+    finally:
+        loader.dispose()
 
 
 def load_schema(path: str | Path = SCHEMA_PATH) -> dict:
@@ -80,10 +120,22 @@ def _fill_defaults(instance: dict, schema: dict) -> None:
                 _fill_defaults(value, extra)
 
 
+def _is_integer(checker, instance) -> bool:
+    """JSON Schema counts 1.0 as an integer; the jobs do not (``range(3.0)`` fails), so a
+    config integer must be a YAML integer. ``true`` is no integer either."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: Draft 2020-12 with the stricter "integer" type.
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
 def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict:
     """Validate ``config`` in place (defaults filled) and return it; raise :class:`ConfigError`."""
     schema = load_schema(schema_path)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         err = errors[0]
@@ -92,6 +144,9 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA_PATH) -> dict
             raise ConfigError(f"config key {where}: {err.message} (check the spelling against "
                               "workflow/schemas/config.schema.yaml)")
         hint = err.schema.get("description") if err.validator == "pattern" else None
+        if (err.validator == "type" and isinstance(err.instance, float) and err.instance.is_integer()
+                and "integer" in err.validator_value):
+            hint = f"write {int(err.instance)}, without a decimal point"
         raise ConfigError(f"config key {_key(err.absolute_path)}: {err.message}"
                           + (f" ({' '.join(hint.split())})" if hint else ""))
     _fill_defaults(config, schema)
@@ -121,13 +176,81 @@ def _expand_revisions(config: dict) -> None:
     config["models"] = expanded
 
 
+#: Fewest prompts the workflow runs on: the split-half reliability of the ranking (rule
+#: model_stats, :func:`stats.split_half_reliability`) needs two halves of at least one prompt,
+#: and so do the cross-validated ablation's halves (``ablation.cross_validate``).
+MIN_PROMPTS = 2
+
+
+def surrogate_shift(n_steps: int, trim: float) -> int:
+    """Shift half-range D of the surrogate test for ``n_steps`` steps (window ``T - 2 D``): the
+    formula of :func:`synergy_core.stats.trim_steps` (pinned by tests/test_config.py), here so
+    that checking a config does not import scipy and pandas."""
+    return max(1, math.floor(trim * n_steps / 2 + 0.5))
+
+
+def last_removal_count(n_total_heads: int, max_fraction: float) -> int:
+    """Heads the ablation removes at ``max_fraction``: the last count of
+    :func:`synergy_core.ablation_curves.removal_counts` (pinned by tests/test_config.py)."""
+    return math.floor(max_fraction * n_total_heads + 1e-9)
+
+
+def _check_prompt_selection(config: dict) -> None:
+    """The selection exists and keeps at least :data:`MIN_PROMPTS` prompts; the message names the
+    key that cut it down (first_k, else per_category, else categories, else the table)."""
+    sel = config["prompts"]
+    from .prompts import load_prompts, select_prompts
+
+    try:
+        table = load_prompts(sel["file"])
+        chosen = select_prompts(table, sel["categories"], sel["per_category"], sel["first_k"])
+    except ValueError as err:
+        raise ConfigError(f"config key {err}") from err
+    n = len(chosen)
+    if n >= MIN_PROMPTS:
+        return
+    why = (f"the selection keeps {n} prompt, but the split-half reliability of the ranking (rule "
+           f"model_stats) needs at least {MIN_PROMPTS}")
+    n_categories = len(select_prompts(table, sel["categories"]))
+    if sel["first_k"] is not None and sel["first_k"] < MIN_PROMPTS:
+        raise ConfigError(f"config key prompts.first_k: {why}; use first_k >= {MIN_PROMPTS}")
+    if sel["per_category"] is not None and n_categories > n:
+        raise ConfigError(f"config key prompts.per_category: {why}; use per_category >= {MIN_PROMPTS} "
+                          "or more prompts.categories")
+    if sel["categories"] != "all":
+        raise ConfigError(f"config key prompts.categories: {why}; choose categories with at least "
+                          f"{MIN_PROMPTS} prompts in {sel['file']}")
+    raise ConfigError(f"config key prompts.file: {why}; {sel['file']} has only {n}")
+
+
 def _check_semantics(config: dict) -> None:
-    gen, phi = config["generation"], config["phiid"]
+    gen, phi, stats = config["generation"], config["phiid"], config["stats"]
     max_tau = gen["num_tokens"] - MIN_SAMPLES
+    if max_tau < 1:
+        raise ConfigError(
+            f"config key generation.num_tokens: {gen['num_tokens']} tokens leave fewer than "
+            f"{MIN_SAMPLES} PhiID samples at any lag; use at least {MIN_SAMPLES + phi['tau']} "
+            f"(phiid.tau + {MIN_SAMPLES})")
     if phi["tau"] > max_tau:
         raise ConfigError(
             f"config key phiid.tau: {phi['tau']} leaves fewer than {MIN_SAMPLES} samples with "
-            f"generation.num_tokens = {gen['num_tokens']}; use tau <= {max(max_tau, 0)} or more tokens")
+            f"generation.num_tokens = {gen['num_tokens']}; use tau <= {max_tau} or more tokens")
+    if stats["n_surrogates"]:
+        # the surrogate test (rule model_stats) runs PhiID on windows of T - 2 D steps
+        steps, trim = gen["num_tokens"], stats["surrogate_trim"]
+        d = surrogate_shift(steps, trim)
+        if steps - 2 - phi["tau"] < MIN_SAMPLES:
+            raise ConfigError(
+                f"config key generation.num_tokens: {steps} tokens are too few for the surrogate "
+                f"test at phiid.tau = {phi['tau']} (a window of at least tau + {MIN_SAMPLES} steps "
+                f"after trimming at least 1 step at each end); use at least "
+                f"{phi['tau'] + MIN_SAMPLES + 2} tokens, or stats.n_surrogates: 0 to skip the test")
+        if steps - 2 * d - phi["tau"] < MIN_SAMPLES:
+            raise ConfigError(
+                f"config key stats.surrogate_trim: {trim} trims {d} of the {steps} steps at each "
+                f"end, leaving a window of {steps - 2 * d} steps, too short for PhiID at phiid.tau "
+                f"= {phi['tau']} (the window needs tau + {MIN_SAMPLES}); use a smaller trim or more "
+                "generation.num_tokens, or stats.n_surrogates: 0 to skip the test")
     if phi["backend"] == "phyid" and importlib.util.find_spec("phyid") is None:
         from .phiid.reference import PHYID_INSTALL
 
@@ -140,18 +263,12 @@ def _check_semantics(config: dict) -> None:
     prompts_file = Path(config["prompts"]["file"])
     if not prompts_file.is_file():
         raise ConfigError(f"config key prompts.file: {prompts_file} does not exist")
-    from .prompts import load_prompts, select_prompts
-
-    sel = config["prompts"]
-    try:
-        select_prompts(load_prompts(prompts_file), sel["categories"], sel["per_category"],
-                       sel["first_k"])
-    except ValueError as err:
-        raise ConfigError(f"config key {err}") from err
+    _check_prompt_selection(config)
     unknown = sorted(set(config["ablation"]["models"] or ()) - set(config["models"]))
     if unknown:
         raise ConfigError(f"config key ablation.models: {unknown} are not configured models "
                           f"(configured: {sorted(config['models'])})")
+    heads: dict[str, int | None] = {}   # total heads of each model, where known without loading it
     for name, spec in config["models"].items():
         where = f"config key models.{name}"
         if name in RESERVED_NAMES or spec.get("family") in RESERVED_NAMES:
@@ -183,6 +300,15 @@ def _check_semantics(config: dict) -> None:
             if phi["n_chunks"] > n_pairs:
                 raise ConfigError(f"config key phiid.n_chunks: {phi['n_chunks']} chunks for "
                                   f"{n_pairs} head pairs of model {name}; use at most {n_pairs}")
+        heads[name] = n_total_heads
+    fraction = config["ablation"]["max_fraction"]
+    for name in ablated_models(config):
+        h = heads[name]
+        if h is not None and last_removal_count(h, fraction) < 1:
+            raise ConfigError(
+                f"config key ablation.max_fraction: {fraction} of the {h} heads of model {name} "
+                f"is less than one head, so the ablation would remove none; use at least "
+                f"{math.ceil(1e4 / h) / 1e4} (1/{h})")
 
 
 def export_environment(config: dict, workflow_dir: str | Path) -> None:
@@ -275,3 +401,34 @@ def model_spec(config: dict, name: str) -> dict:
     """The spec of a configured model plus its ``name``: only what identifies the weights
     (where the cache lives is the environment's ``HF_HOME``, so moving it reruns nothing)."""
     return dict(config["models"][name], name=name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m synergy_core.config FILE...``: load each config file strictly and validate it
+    as the workflow would (run from the repository root: prompts.file is relative to it).
+    Prints ``FILE: OK`` or ``FILE: <the error>``; exit code 1 if any file is invalid."""
+    parser = argparse.ArgumentParser(
+        prog="python -m synergy_core.config",
+        description="Check workflow config files before a run: YAML syntax (with file and line), "
+                    "duplicate keys, the schema and the cross-key rules. Run from the repository root.")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="config file(s), e.g. config/config.yaml")
+    args = parser.parse_args(argv)
+    failed = 0
+    for path in args.files:
+        try:
+            validate_config(load_yaml_strict(path))
+        except (ConfigError, OSError) as err:
+            message = str(err)
+            print(message if str(path) in message else f"{path}: {message}", file=sys.stderr)
+            failed += 1
+        else:
+            print(f"{path}: OK")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    # run the package module's main (not this __main__ copy), so that the ConfigError caught is the
+    # one the package raises
+    from synergy_core.config import main as _main
+
+    sys.exit(_main())

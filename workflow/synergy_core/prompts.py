@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
+
+COLUMNS = ("prompt_id", "category", "text")
 
 
 @dataclass(frozen=True)
@@ -14,22 +18,56 @@ class Prompt:
     text: str
 
 
+def _read_text(path: Path) -> str:
+    """The table as text: UTF-8, a leading byte-order mark dropped (as spreadsheets write it);
+    other encodings are refused naming the line of the first byte that is not UTF-8."""
+    raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
+        raise ValueError(f"prompts.file: {path} line {line}: byte 0x{raw[err.start]:02x} at column "
+                         f"{column} is not UTF-8; save the table as UTF-8") from None
+
+
 def load_prompts(path: str | Path) -> list[Prompt]:
-    """Read a prompt table (TSV with header ``prompt_id, category, text``), in file order."""
+    """Read a prompt table (TSV with header ``prompt_id, category, text``), in file order.
+
+    Fields are separated by tabs and never quoted, so a prompt cannot contain a tab or a line
+    break. Every row must have as many fields as the header (a tab inside a prompt would
+    otherwise cut it silently); blank lines are skipped. Errors name the file and the line.
+    """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        missing = {"prompt_id", "category", "text"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(f"prompts.file: {path} lacks columns {sorted(missing)}")
-        prompts = [Prompt(r["prompt_id"], r["category"], r["text"]) for r in reader]
-    ids = [p.prompt_id for p in prompts]
-    dupes = sorted({i for i in ids if ids.count(i) > 1})
-    if dupes:
-        raise ValueError(f"prompts.file: {path} has duplicate prompt ids {dupes}")
-    empty = [p.prompt_id for p in prompts if not p.text.strip()]
-    if empty:
-        raise ValueError(f"prompts.file: {path} has empty prompt text for {empty}")
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter="\t",
+                        quoting=csv.QUOTE_NONE)
+    header = next(reader, [])
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"prompts.file: {path} lacks columns {sorted(missing)} (line 1 must be the "
+                         f"tab-separated header {', '.join(COLUMNS)})")
+    col = {c: header.index(c) for c in COLUMNS}
+    prompts, line_of = [], {}
+    for row in reader:
+        line = reader.line_num
+        if not row:                 # a blank line (e.g. at the end of the file)
+            continue
+        if len(row) != len(header):
+            hint = ("a tab inside a prompt? prompts cannot contain tabs" if len(row) > len(header)
+                    else "fields are separated by tabs")
+            raise ValueError(f"prompts.file: {path} line {line}: {len(row)} fields, expected "
+                             f"{len(header)} ({hint})")
+        p = Prompt(*(row[col[c]] for c in COLUMNS))
+        for c in COLUMNS:
+            if not getattr(p, c).strip():
+                raise ValueError(f"prompts.file: {path} line {line}: empty {c}")
+        if p.prompt_id in line_of:
+            raise ValueError(f"prompts.file: {path} line {line}: duplicate prompt id "
+                             f"{p.prompt_id!r} (first on line {line_of[p.prompt_id]})")
+        line_of[p.prompt_id] = line
+        prompts.append(p)
     return prompts
 
 
