@@ -175,7 +175,8 @@ def test_surrogate_and_ablation_formulas_match_the_stages():
     """config.py repeats two formulas of the stages (so that a config check imports neither scipy
     nor pandas): the surrogate test's trim and the ablation's last removal count."""
     from synergy_core.ablation_curves import removal_counts
-    from synergy_core.config import last_removal_count, surrogate_shift
+    from synergy_core.config import surrogate_shift
+    from synergy_core.head_counts import last_removal_count
     from synergy_core.stats import trim_steps
 
     for steps in range(6, 120):

@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import pickle
+import re
 import shlex
 import shutil
 import socket
@@ -55,7 +56,8 @@ STATS = dict(n_boot=10, ci=0.9, n_splits=3, n_surrogates=0, graph_fraction=0.25,
 ABL_STATS = dict(n_boot=20, seed=0, ci=0.95)
 CMP = dict(n_permutations=19, seed=0, ci=0.95)
 MODELS = ("a", "b")
-N_HEADS, N_PROMPTS, N_STEPS = 8, 6, 30
+N_LAYERS, N_HEADS_PER_LAYER, N_PROMPTS, N_STEPS = 3, 4, 6, 30   # builtin:tiny-llama's shape
+N_HEADS = N_LAYERS * N_HEADS_PER_LAYER
 
 
 # ------------------------------------------------------------------ the chain, built once
@@ -77,10 +79,12 @@ def _activations(m: str, seed: int, prompts: Path = Path("prompts.tsv")) -> None
     acts = np.exp(0.3 * rng.standard_normal((N_PROMPTS, N_HEADS, N_STEPS)).cumsum(-1))
     save_arrays(_paths(m)["acts"], {"config_hash": "same-config"}, made_from=[prompts],
                 acts=acts.astype(np.float32),
-                head_labels=np.array([f"L{h // 2}H{h % 2}" for h in range(N_HEADS)]),
+                head_labels=np.array([f"L{h // N_HEADS_PER_LAYER}H{h % N_HEADS_PER_LAYER}" for h in range(N_HEADS)]),
                 prompt_ids=np.array([f"p{i}" for i in range(N_PROMPTS)]),
                 categories=np.array(["x", "y"] * (N_PROMPTS // 2)),
-                layer=np.arange(N_HEADS) // 2, head=np.arange(N_HEADS) % 2)
+                layer=np.arange(N_HEADS) // N_HEADS_PER_LAYER, head=np.arange(N_HEADS) % N_HEADS_PER_LAYER,
+                tokens=rng.integers(0, 250, (N_PROMPTS, N_STEPS)),
+                prompt_tokens=rng.integers(0, 250, (N_PROMPTS, 4)))
 
 
 def _kl_long(seed: int) -> pd.DataFrame:
@@ -328,6 +332,15 @@ CHAIN = [
      f"kl_long.tsv: {MADE_FROM} {A}ranking/heads.tsv"),
     ("kl_long after re-extraction", "acts", _reextract_a, "ablation_stats",
      f"kl_long.tsv: {MADE_FROM} {A}activations.npz"),
+    # ranking -> ablation (refused before the model is loaded), ranking -> figures
+    ("heads.tsv truncated (ablation)", "heads", _cut_mid_line, "ablate", f"heads.tsv: {CONTENT}"),
+    ("heads.tsv made from an older PhiID (ablation)", "phiid", _remerge_a, "ablate",
+     f"heads.tsv: {MADE_FROM} {A}phiid/phiid.npz"),
+    ("heads.tsv of another model (figures)", "heads", _from_model_b, "plots", f"{A}ranking/heads.tsv: {WRITTEN_AS} "),
+    ("ranking made from an older PhiID (figures)", "phiid", _remerge_a, "plots",
+     f"heads.tsv: {MADE_FROM} {A}phiid/phiid.npz"),
+    ("an input of the ranking is gone", "acts", lambda p: p.unlink(), "plots",
+     f"phiid.npz: made from {A}activations.npz, which is gone"),
     # tables and documents -> summary
     ("auc_ci truncated", "auc_ci", _truncate, "summary", f"auc_ci.tsv: {CONTENT}"),
     ("auc_ci.json edited", "auc_json", lambda p: p.write_text(p.read_text().replace("0", "1", 1)), "summary",
@@ -367,6 +380,21 @@ def _consume(name: str, scratch: Path) -> None:
         _ablation_stats(scratch)
     elif name == "summary":
         _summary(scratch / "summary.tsv")
+    elif name == "ablate":
+        from synergy_core.stages.ablate import run_ablation
+
+        p = _paths("a")
+        cfg = dict(max_fraction=0.5, step=1, random_grid=3, n_random_orders=2, seed=0,
+                   prompt_batch=6, mask_group=4, cross_validate=False)
+        run_ablation(p["acts"], p["heads"], scratch / "kl.tsv", scratch / "s.tsv", scratch / "auc.tsv",
+                     {"hf_id": "builtin:tiny-llama", "name": "a", "seed": 0}, cfg, "cpu")
+    elif name == "plots":
+        from synergy_core.stages.plots import plot_model
+
+        p = _paths("a")
+        keys = ("fig2a", "fig2b", "scatter", "nan")
+        outputs = {k: scratch / f"{k}.png" for k in keys} | {f"{k}_pdf": scratch / f"{k}.pdf" for k in keys}
+        plot_model(p["phiid"], p["heads"], p["diagnostics"], outputs, "a")
     else:
         raise AssertionError(name)
 
@@ -380,7 +408,8 @@ def test_chain_refuses_damaged_or_foreign_files(work, key, damage, consumer, mes
     assert not [p for p in scratch.iterdir()], "a refused input must leave no output"
 
 
-@pytest.mark.parametrize("consumer", ["chunk", "merge", "rank", "stats", "compare", "ablation_stats", "summary"])
+@pytest.mark.parametrize("consumer", ["chunk", "merge", "rank", "stats", "compare", "ablation_stats", "summary",
+                                      "ablate", "plots"])
 def test_chain_accepts_its_own_files(work, consumer):
     """The undamaged chain passes every check (the refusals above are not false alarms)."""
     _consume(consumer, work / "scratch")
@@ -392,6 +421,48 @@ def test_records_survive_moving_the_project(chain, tmp_path, monkeypatch):
     moved = Path(shutil.copytree(chain, tmp_path / "elsewhere" / "deeper"))
     monkeypatch.chdir(moved)
     _consume("summary", moved / "scratch")
+
+
+def test_records_survive_a_renamed_results_directory_and_another_working_directory(work, monkeypatch):
+    """A results directory kept under another name, read from a notebook somewhere else."""
+    (work / "results").rename(work / "results_run1")
+    monkeypatch.chdir("/")
+    run = work / "results_run1"
+    read_table(run / "a" / "ablation" / "kl_long.tsv")
+    load_arrays(run / "a" / "phiid" / "phiid.npz")
+    read_json(run / "a" / "stats" / "stats.json")
+
+
+def test_verify_false_reads_a_file_outside_its_results_tree(work, tmp_path):
+    """A table copied on its own (another model's name, no inputs) is refused, unless asked."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    shutil.copy("results/a/ranking/heads.tsv", flat / "heads.tsv")
+    shutil.copy("results/a/ranking/heads.tsv.meta.json", flat / "heads.tsv.meta.json")
+    with pytest.raises(CorruptOutputError, match=f"{WRITTEN_AS} results/a/ranking/heads.tsv .*verify=False"):
+        read_table(flat / "heads.tsv")
+    assert len(read_table(flat / "heads.tsv", verify=False)) == N_HEADS
+
+
+def test_edited_provenance_is_refused(work):
+    """The provenance (settings the merge relies on) is part of an array file's digest."""
+    path = _paths("a")["chunks"][0]
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    prov = json.loads(str(arrays["provenance"]))
+    prov["settings"]["tau"] = 2
+    arrays["provenance"] = np.array(json.dumps(prov))
+    np.savez(path, **arrays)
+    with pytest.raises(CorruptOutputError, match=f"chunk_0.npz: {CONTENT}"):
+        _consume("merge", work / "scratch")
+
+
+@pytest.mark.parametrize("record", ["{}", "[]", '{"format": "synergy_core-record-1", "digest": 1}'])
+def test_malformed_records_are_refused_by_name(work, record):
+    path = _paths("a")["kl_long"]
+    path.with_name(path.name + ".meta.json").write_text(record)
+    with pytest.raises(CorruptOutputError, match=f"kl_long.tsv: {NO_RECORD}"):
+        _consume("ablation_stats", work / "scratch")
 
 
 def test_every_output_of_the_chain_has_a_record(chain, monkeypatch):
@@ -495,7 +566,8 @@ def test_write_faults_leave_nothing_behind(tmp_path, monkeypatch, writer, target
     with pytest.raises((OSError, _Boom)) as err:
         write(tmp_path / name)
     if isinstance(err.value, OSError):
-        assert f"cannot write {tmp_path / name}: " in str(err.value)
+        # the file being written when it failed: a table's record is written first
+        assert re.search(f"cannot write {re.escape(str(tmp_path / name))}(.meta.json)?: ", str(err.value))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -530,13 +602,13 @@ def test_outputs_honour_the_umask(tmp_path, umask, mode):
 
 
 def test_a_table_whose_record_was_not_renamed_is_refused(tmp_path, monkeypatch):
-    """Killed between the two renames: the new table beside the old record is refused."""
+    """Killed between the two renames: the new record beside the old table is refused."""
     path = tmp_path / "x.tsv"
     write_table(path, pd.DataFrame({"x": [1, 2]}))
     real_replace = os.replace
 
     def replace(src, dst):
-        if str(dst).endswith(".meta.json"):
+        if str(dst).endswith(".tsv"):
             raise KeyboardInterrupt
         real_replace(src, dst)
 
@@ -551,10 +623,12 @@ def test_a_table_whose_record_was_not_renamed_is_refused(tmp_path, monkeypatch):
 
 def test_temp_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
     """SIGKILL leaves no chance to clean up: the rerun's write of the same file removes it."""
-    (tmp_path / ".x.npz.abc123.tmp").write_bytes(b"half")
-    (tmp_path / ".other.npz.abc123.tmp").write_bytes(b"not ours")
+    (tmp_path / ".x.npz.abc12345.tmp").write_bytes(b"half")
+    (tmp_path / ".other.npz.abc12345.tmp").write_bytes(b"not ours")
+    (tmp_path / ".x.npz.meta.json.abc12345.tmp").write_bytes(b"another file's")
     _write_arrays(tmp_path / "x.npz")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.npz.abc123.tmp", "x.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".other.npz.abc12345.tmp", ".x.npz.meta.json.abc12345.tmp", "x.npz"]
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -812,7 +886,7 @@ def test_max_fraction_that_removes_no_head_is_refused_by_the_ablation_too():
     """For a hub model whose head count is unknown at parse time the ablation job refuses it."""
     from synergy_core.ablation_curves import ablation_grids
 
-    with pytest.raises(ValueError, match=r"max_fraction: 0.01 of 24 heads removes no head; use at least 0.04167"):
+    with pytest.raises(ValueError, match=r"max_fraction: 0.01 of 24 heads removes no head; use at least 0.0417"):
         ablation_grids(24, 0.01, 1, 11)
 
 
@@ -841,7 +915,6 @@ CONFIG_FAULTS = [
 @pytest.mark.slow
 @pytest.mark.parametrize("change,message", [c[1:] for c in CONFIG_FAULTS], ids=[c[0] for c in CONFIG_FAULTS])
 def test_bad_config_is_refused_by_snakemake_before_any_job(repo, tmp_path, change, message):
-    import re
     import subprocess
 
     import yaml
@@ -868,7 +941,7 @@ def test_readme_lists_every_message(repo):
     section = text[text.index("## When things go wrong"):]
     stems = [UNREADABLE, CONTENT, NO_RECORD, WRITTEN_AS, MADE_FROM, "not made from",
              "has no record <file>.meta.json beside it", "unreadable record", "made for settings",
-             "cannot write <file>: No space left on device", "Permission denied",
+             "cannot write <file>: No space left on device", "Permission denied", "which is gone",
              "non-finite KL value(s)", "every prompt (N) has a non-finite KL value",
              "ablation long table is empty", "the median random AUC is 0.0",
              "it is not in the local cache and this step never downloads", "hf download",

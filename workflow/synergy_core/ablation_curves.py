@@ -24,6 +24,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .head_counts import last_removal_count, min_max_fraction
 from .resample import bootstrap_weights, percentile_ci, weighted_pair_means
 
 RANKED = ("synergistic_first", "redundant_first")
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 def removal_counts(n_total_heads: int, max_fraction: float = 1.0, step: int = 1) -> np.ndarray:
     """Numbers of removed heads evaluated: 0, step, 2*step, ... up to floor(max_fraction * H),
     always including that last count."""
-    last = int(np.floor(max_fraction * n_total_heads + 1e-9))
+    last = last_removal_count(n_total_heads, max_fraction)
     counts = list(range(0, last + 1, step))
     if counts[-1] != last:
         counts.append(last)
@@ -46,7 +47,7 @@ def removal_counts(n_total_heads: int, max_fraction: float = 1.0, step: int = 1)
 def grid_counts(n_total_heads: int, max_fraction: float, n_points: int | None) -> np.ndarray:
     """``n_points`` evenly spaced removal counts from 0 to floor(max_fraction * H) (rounded to
     integers, duplicates dropped, both ends always included); ``None``: every count."""
-    last = int(np.floor(max_fraction * n_total_heads + 1e-9))
+    last = last_removal_count(n_total_heads, max_fraction)
     if n_points is None:
         return np.arange(last + 1)
     if n_points < 2:
@@ -61,9 +62,9 @@ def ablation_grids(n_total_heads: int, max_fraction: float = 1.0, step: int = 1,
     The random grid is a subset of the ranked grid, so the two are compared on it. Raises
     ``ValueError`` when ``max_fraction`` removes no head (the config check refuses this at parse
     time for models whose head count is known then)."""
-    if np.floor(max_fraction * n_total_heads + 1e-9) < 1:
+    if last_removal_count(n_total_heads, max_fraction) < 1:
         raise ValueError(f"ablation.max_fraction: {max_fraction} of {n_total_heads} heads removes no "
-                         f"head; use at least {1 / n_total_heads:.4g}")
+                         f"head; use at least {min_max_fraction(n_total_heads)}")
     full = removal_counts(n_total_heads, max_fraction, step)
     if random_grid is None:
         return full, full

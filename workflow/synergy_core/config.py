@@ -26,6 +26,7 @@ import jsonschema
 import yaml
 
 from .builtin import BUILTIN_MODELS, builtin_total_heads, is_builtin, total_heads
+from .head_counts import last_removal_count, min_max_fraction
 from .phiid.kernel import MIN_SAMPLES
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
@@ -189,12 +190,6 @@ def surrogate_shift(n_steps: int, trim: float) -> int:
     return max(1, math.floor(trim * n_steps / 2 + 0.5))
 
 
-def last_removal_count(n_total_heads: int, max_fraction: float) -> int:
-    """Heads the ablation removes at ``max_fraction``: the last count of
-    :func:`synergy_core.ablation_curves.removal_counts` (pinned by tests/test_config.py)."""
-    return math.floor(max_fraction * n_total_heads + 1e-9)
-
-
 def _check_prompt_selection(config: dict) -> None:
     """The selection exists and keeps at least :data:`MIN_PROMPTS` prompts; the message names the
     key that cut it down (first_k, else per_category, else categories, else the table)."""
@@ -308,7 +303,7 @@ def _check_semantics(config: dict) -> None:
             raise ConfigError(
                 f"config key ablation.max_fraction: {fraction} of the {h} heads of model {name} "
                 f"is less than one head, so the ablation would remove none; use at least "
-                f"{math.ceil(1e4 / h) / 1e4} (1/{h})")
+                f"{min_max_fraction(h)} (1/{h})")
 
 
 def export_environment(config: dict, workflow_dir: str | Path) -> None:

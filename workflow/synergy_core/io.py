@@ -5,12 +5,16 @@ written to, and the digests of the files it was made from. Array files (``.npz``
 numpy archives) hold it in their ``provenance`` JSON entry; tables and JSON documents get a
 sidecar ``<file>.meta.json`` written with them. Every read checks, before the file is used:
 
-* its content against its own digest (a truncated, edited or damaged file is refused);
-* the path it was written to against the path it is read from (another model's file, or a file
-  copied from another run, is refused);
-* every file it was made from that still exists against the digest recorded when it was made
-  (a file made from other or older data is refused). Temporary files (PhiID chunks) are gone
-  after the merge and are not checked again.
+* its content against its own digest (a truncated, edited or damaged file is refused); for array
+  files the digest covers the provenance too;
+* the path it was written to against the path it is read from, below the results directory
+  (``<model>/ranking/heads.tsv``: another model's file is refused; a renamed results directory
+  or a different working directory is not);
+* every file it was made from against the digest recorded when it was made (a file made from
+  other or older data is refused, and so is one whose inputs are gone: it cannot be verified).
+  The check goes one level up; deeper levels were checked when each input was read.
+
+``verify=False`` on a reader skips these checks, for inspecting a file outside its results tree.
 
 Each refusal is a :class:`CorruptOutputError` naming the file and what to do. Writes go to a
 temporary name in the same directory, are flushed, given the permissions the umask allows and
@@ -51,11 +55,22 @@ def stable_hash(obj) -> str:
 
 # --- atomic writes -------------------------------------------------------------------------
 
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask would, for a moment, for every thread)
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _file_mode() -> int:
     """The mode a new file gets under the current umask (mkstemp alone would give 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~_umask()
 
 
 def _atomic_write(targets: list[tuple[Path, object]]) -> None:
@@ -65,11 +80,16 @@ def _atomic_write(targets: list[tuple[Path, object]]) -> None:
     one left by a writer killed outright (SIGKILL) is removed by the next write of the same
     file (one job writes each output, so no other writer can own it)."""
     temps: list[Path] = []
+    path = targets[0][0]
     try:
         for path, content in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
-            for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-                stale.unlink(missing_ok=True)  # left by a writer killed with SIGKILL
+            # left by a writer killed with SIGKILL (mkstemp's names: 8 random characters)
+            for stale in path.parent.glob(f".{glob.escape(path.name)}.{'?' * 8}.tmp"):
+                try:
+                    stale.unlink()
+                except OSError:
+                    pass
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temps.append(Path(tmp))
             with os.fdopen(fd, "wb") as handle:
@@ -83,15 +103,16 @@ def _atomic_write(targets: list[tuple[Path, object]]) -> None:
         for (path, _), tmp in zip(targets, temps):
             os.chmod(tmp, mode)
             os.replace(tmp, path)
+        path = None
     except BaseException as err:
         for tmp in temps:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-        if isinstance(err, OSError) and err.errno is not None:
+        if isinstance(err, OSError) and err.errno is not None and path is not None:
             # name the output (a full disk or a read-only directory otherwise names a temp file)
-            raise type(err)(err.errno, f"cannot write {targets[0][0]}: {err.strerror}") from err
+            raise type(err)(err.errno, f"cannot write {path}: {err.strerror}") from err
         raise
 
 
@@ -103,10 +124,14 @@ def _rel(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str
 
 def _written_here(path: Path, recorded: str) -> bool:
     """Whether ``path`` is the file recorded as ``recorded`` (relative to the writer's working
-    directory): the recorded path must be the tail of this one, so a file read from another
-    directory, or a moved project, still matches, and another model's file does not."""
+    directory, e.g. ``results/m/ranking/heads.tsv``): below its first directory (the results
+    directory) the recorded path must be the tail of this one, so a renamed results directory,
+    a moved project or another working directory still match, and another model's file does
+    not."""
     tail = list(Path(recorded).parts)
     while tail and tail[0] in ("..", "."):
+        tail.pop(0)
+    if len(tail) > 1:
         tail.pop(0)
     parts = Path(os.path.abspath(path)).parts
     return bool(tail) and list(parts[-len(tail):]) == tail
@@ -123,9 +148,13 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def arrays_digest(arrays: dict) -> str:
-    """SHA-256 of named arrays: each name, dtype, shape and its bytes, names sorted."""
+def arrays_digest(arrays: dict, provenance: dict | None = None) -> str:
+    """SHA-256 of named arrays (each name, dtype, shape and its bytes, names sorted) and of a
+    provenance dict without its record (the settings later checks rely on)."""
     h = hashlib.sha256()
+    if provenance is not None:
+        rest = {k: v for k, v in provenance.items() if k != "record"}
+        h.update(json.dumps(rest, sort_keys=True, default=str).encode())
     for name in sorted(arrays):
         a = np.asarray(arrays[name])
         h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
@@ -139,24 +168,34 @@ def _sidecar(path: Path) -> Path:
 
 
 def recorded_digest(path: str | os.PathLike) -> str:
-    """The digest a consumer records for ``path``: an array file's or table's own recorded
-    digest (cheap: the content was verified when it was read), or for a file the workflow did
+    """The digest a file is known by: an array file's or table's own recorded digest (cheap;
+    the content itself is checked whenever the file is read), or for a file the workflow did
     not write (the prompt table) the SHA-256 of its bytes."""
     path = Path(path)
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as z:
                 prov = json.loads(str(z["provenance"]))
-            return prov["record"]["digest"]
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as err:
-            raise CorruptOutputError(f"{path}: no readable record ({err!r}); {_FIX}") from err
-    sidecar = _sidecar(path)
-    if sidecar.is_file():
-        return _read_sidecar(path)["digest"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as err:
+            raise CorruptOutputError(f"{path}: unreadable or truncated ({err}); {_FIX}") from err
+        return _valid_record(path, prov.get("record") if isinstance(prov, dict) else None)["digest"]
+    if _sidecar(path).is_file():
+        return _valid_record(path, _read_sidecar(path))["digest"]
     try:
         return _sha256(path.read_bytes())
     except OSError as err:
         raise CorruptOutputError(f"{path}: unreadable ({err})") from err
+
+
+def _valid_record(path: Path, record) -> dict:
+    """``record`` if it has the shape of a record, else the refusal naming ``path``."""
+    if (isinstance(record, dict) and record.get("format") == RECORD_FORMAT
+            and isinstance(record.get("digest"), str) and isinstance(record.get("path"), str)
+            and isinstance(record.get("made_from"), dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in record["made_from"].items())):
+        return record
+    raise CorruptOutputError(f"{path}: has no record of how it was made (written by another "
+                             f"program or an older version of this workflow); {_FIX}")
 
 
 def _record(path: Path, digest: str, made_from, **extra) -> dict:
@@ -167,18 +206,18 @@ def _record(path: Path, digest: str, made_from, **extra) -> dict:
 
 def _check_record(path: Path, record, digest: str) -> None:
     """Content, location and freshness of the inputs (see the module docstring)."""
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise CorruptOutputError(f"{path}: has no record of how it was made (written by another "
-                                 f"program or an older version of this workflow); {_FIX}")
-    if record.get("digest") != digest:
+    record = _valid_record(path, record)
+    if record["digest"] != digest:
         raise CorruptOutputError(f"{path}: its content does not match its record (damaged, "
                                  f"truncated or edited after it was written); {_FIX}")
     if not _written_here(path, str(record.get("path"))):
-        raise CorruptOutputError(f"{path}: this file was written as {record.get('path')} "
-                                 f"(another model's or another run's file); {_FIX}")
+        raise CorruptOutputError(f"{path}: this file was written as {record['path']} (another "
+                                 f"model's file, or copied from elsewhere; read it with "
+                                 f"verify=False to inspect it anyway); {_FIX}")
     for source, made_with in _sources(path, record).items():
         if not os.path.exists(source):
-            continue  # temporary inputs (PhiID chunks) are deleted once used
+            raise CorruptOutputError(f"{path}: made from {_rel(source)}, which is gone, so it "
+                                     f"cannot be verified; {_FIX}")
         now = recorded_digest(source)
         if now != made_with:
             raise CorruptOutputError(f"{path}: made from a different {_rel(source)} than the one "
@@ -196,16 +235,19 @@ def save_arrays(path: str | os.PathLike, provenance: dict, made_from=(), **array
     """
     path = Path(path)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    provenance = dict(provenance, record=_record(path, arrays_digest(arrays), made_from))
+    provenance = json.loads(json.dumps(provenance, default=str))   # as a reader will see it
+    provenance["record"] = _record(path, arrays_digest(arrays, provenance), made_from)
     blob = np.array(json.dumps(provenance, sort_keys=True, default=str))
     _atomic_write([(path, lambda handle: np.savez(handle, provenance=blob, **arrays))])
 
 
-def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tuple[dict, dict]:
+def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = (),
+                verify: bool = True) -> tuple[dict, dict]:
     """Read and verify an .npz written by :func:`save_arrays`: ``(arrays, provenance)``.
 
     Raises :class:`CorruptOutputError` naming the file when it is truncated, not an archive,
-    misses any of ``required``, or fails its record (content, location, inputs).
+    misses any of ``required``, or (unless ``verify`` is false) fails its record: content,
+    location, inputs.
     """
     path = Path(path)
     try:
@@ -220,7 +262,10 @@ def load_arrays(path: str | os.PathLike, required: tuple[str, ...] = ()) -> tupl
         provenance = json.loads(str(arrays.pop("provenance")))
     except ValueError as err:
         raise CorruptOutputError(f"{path}: unreadable provenance ({err}); {_FIX}") from err
-    _check_record(path, provenance.get("record"), arrays_digest(arrays))
+    if not isinstance(provenance, dict):
+        raise CorruptOutputError(f"{path}: its provenance is not a JSON object; {_FIX}")
+    if verify:
+        _check_record(path, provenance.get("record"), arrays_digest(arrays, provenance))
     return arrays, provenance
 
 
@@ -273,9 +318,10 @@ def head_layout(layer, head) -> tuple[int, int]:
 def _write_recorded(path: Path, data: bytes, made_from, **extra) -> None:
     record = _record(path, _sha256(data), made_from, bytes=len(data), **extra)
     sidecar = (json.dumps(record, indent=1, sort_keys=True) + "\n").encode()
-    # the file first, then its record: an interruption between the two leaves a mismatch,
-    # which the next read refuses
-    _atomic_write([(path, data), (_sidecar(path), sidecar)])
+    # the record first, then the file Snakemake waits for (on a shared filesystem the record
+    # is then older than the file a consumer sees); an interruption between the two renames
+    # leaves a mismatch, which the next read refuses
+    _atomic_write([(_sidecar(path), sidecar), (path, data)])
 
 
 def _read_sidecar(path: Path) -> dict:
@@ -290,12 +336,13 @@ def _read_sidecar(path: Path) -> dict:
                                  "rerun") from err
 
 
-def _read_verified(path: Path) -> bytes:
+def _read_verified(path: Path, verify: bool = True) -> bytes:
     try:
         data = path.read_bytes()
     except OSError as err:
         raise CorruptOutputError(f"{path}: unreadable ({err}); {_FIX}") from err
-    _check_record(path, _read_sidecar(path), _sha256(data))
+    if verify:
+        _check_record(path, _read_sidecar(path), _sha256(data))
     return data
 
 
@@ -318,16 +365,16 @@ def write_table(path: str | os.PathLike, frame, made_from=()) -> None:
     _write_recorded(Path(path), data, made_from, rows=len(frame), columns=list(frame.columns))
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...] = ()):
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), verify: bool = True):
     """Read and verify a table written by :func:`write_table` as a pandas DataFrame.
 
-    Raises :class:`CorruptOutputError` naming the file when it fails its record, cannot be
-    parsed, or lacks any of the ``required`` columns.
+    Raises :class:`CorruptOutputError` naming the file when it fails its record (unless
+    ``verify`` is false), cannot be parsed, or lacks any of the ``required`` columns.
     """
     import pandas as pd
 
     path = Path(path)
-    data = _read_verified(path)
+    data = _read_verified(path, verify)
     try:
         frame = pd.read_csv(io.BytesIO(data), sep="\t")
     except (ValueError, pd.errors.ParserError) as err:
@@ -344,10 +391,11 @@ def write_json(path: str | os.PathLike, obj, made_from=()) -> None:
     _write_recorded(Path(path), data, made_from)
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """Read and verify a JSON document written by :func:`write_json` (errors name the file)."""
+def read_json(path: str | os.PathLike, verify: bool = True) -> dict:
+    """Read and verify (unless ``verify`` is false) a JSON document written by
+    :func:`write_json` (errors name the file)."""
     path = Path(path)
-    data = _read_verified(path)
+    data = _read_verified(path, verify)
     try:
         return json.loads(data.decode("utf-8"))
     except ValueError as err:

@@ -76,6 +76,9 @@ def run_ablation(acts_path, heads_path, long_out, summary_out, auc_out, spec: di
     arrays, _ = load_arrays(acts_path, ("tokens", "prompt_tokens", "prompt_ids", "categories"))
     columns = ("syn_red", "syn_red_half0", "syn_red_half1") if cfg.get("cross_validate") else ("syn_red",)
     table = read_table(heads_path, columns)
+    # planned from the ranking before the model is loaded: a max_fraction that removes no head
+    # (unknown at parse time for a hub model) fails in seconds
+    plan = plan_ablation(table, arrays["categories"], len(table), cfg)
     device = resolve_device(device)
     model = load_model(spec, device=device)
     tokenizer = load_tokenizer(spec)
@@ -83,7 +86,6 @@ def run_ablation(acts_path, heads_path, long_out, summary_out, auc_out, spec: di
     if shape.n_total_heads != len(table):
         raise CorruptOutputError(f"{heads_path}: {len(table)} heads, but the model has "
                                  f"{shape.n_total_heads}; delete it and rerun")
-    plan = plan_ablation(table, arrays["categories"], shape.n_total_heads, cfg)
     prompts = unpad_ragged(arrays["prompt_tokens"])
     kls, indexes = [], []
     with head_hooks(model, shape) as hooks:
