@@ -1,4 +1,23 @@
 # Figures (PNG for the report, PDF for papers), each figure key with its <key>_pdf. Light jobs.
+# Layer profiles (Fig 2c, Fig 3a) come with their bootstrap intervals (stats/layer_ci.tsv) and
+# are drawn against the random-init twins of config.paired_comparisons.
+
+# The random-init twin of each model that has one; of each progression family ([] if none).
+TWIN = {m: o for m, o, kind in COMPARISONS if kind == "random"}
+FAMILY_TWIN = {
+    f: [t for t in dict.fromkeys(TWIN.get(m) for m in members) if t][:1]
+    for f, members in FAMILIES.items()
+}
+# What Fig 2c needs to group and style each model.
+PROFILE_SPECS = {
+    m: {
+        "init": spec.get("init", "pretrained"),
+        "family": spec.get("family", m),
+        "revision": spec.get("revision"),
+        "twin": TWIN.get(m),
+    }
+    for m, spec in config["models"].items()
+}
 
 
 rule plot_model:
@@ -69,7 +88,7 @@ rule plot_ablation:
 
 rule plot_profiles:
     input:
-        profiles=expand(f"{RESULTS}/{{model}}/ranking/layer_profile.tsv", model=MODELS),
+        layer_ci=expand(f"{RESULTS}/{{model}}/stats/layer_ci.tsv", model=MODELS),
     output:
         fig2c=report(
             f"{RESULTS}/figures/fig2c_layer_profiles.png",
@@ -84,6 +103,8 @@ rule plot_profiles:
         "../../envs/analysis.yaml"
     params:
         models=MODELS,
+        specs=PROFILE_SPECS,
+        ci=config["stats"]["ci"],
         code=code_of("plot_profiles"),
     script:
         "../scripts/plot_profiles.py"
@@ -121,11 +142,17 @@ rule plot_model_stats:
 
 rule plot_progression:
     input:
-        profiles=lambda wc: expand(
-            f"{RESULTS}/{{model}}/ranking/layer_profile.tsv", model=FAMILIES[wc.family]
+        layer_ci=lambda wc: expand(
+            f"{RESULTS}/{{model}}/stats/layer_ci.tsv", model=FAMILIES[wc.family]
         ),
         scores=lambda wc: expand(
             f"{RESULTS}/{{model}}/stats/profile_scores.tsv", model=FAMILIES[wc.family]
+        ),
+        twin_layer_ci=lambda wc: expand(
+            f"{RESULTS}/{{model}}/stats/layer_ci.tsv", model=FAMILY_TWIN[wc.family]
+        ),
+        twin_scores=lambda wc: expand(
+            f"{RESULTS}/{{model}}/stats/profile_scores.tsv", model=FAMILY_TWIN[wc.family]
         ),
     output:
         profiles=report(
@@ -149,6 +176,8 @@ rule plot_progression:
     params:
         models=lambda wc: FAMILIES[wc.family],
         revisions=lambda wc: {m: config["models"][m]["revision"] for m in FAMILIES[wc.family]},
+        twin=lambda wc: (FAMILY_TWIN[wc.family] or [None])[0],
+        ci=config["stats"]["ci"],
         code=code_of("plot_progression"),
     script:
         "../scripts/plot_progression.py"

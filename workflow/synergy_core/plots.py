@@ -1,10 +1,21 @@
 """Figures. Each function takes data and returns a matplotlib Figure; rules save them (PNG + PDF).
 
 Figure numbers refer to the paper (arXiv 2601.06851): 2a pairwise heatmaps, 2b per-head syn_red,
-2c layer profile, 4a ablation curves. Information is in nats throughout.
+2c layer profile, 3a training progression, 3b-c graphs, 4a ablation curves. Information is in
+nats throughout.
+
+Every figure uses matplotlib's constrained layout, which sizes the axes so that titles, labels,
+colour bars and legends fit inside the figure; :func:`save` writes the figure exactly as laid out
+(no ``bbox_inches`` cropping), so what ``tests/test_figures.py`` checks on the drawn canvas (no
+text outside the figure, integer ticks for layers, heads and counts) is what the PNG and PDF show.
+Long titles are wrapped to the figure's width. Trained models are drawn in colour with solid
+lines, random-init models dashed grey; bands are bootstrap intervals over prompts.
 """
 
 from __future__ import annotations
+
+import math
+import textwrap
 
 import matplotlib
 
@@ -13,68 +24,222 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
 
 ORDER_STYLE = {
     "synergistic_first": dict(color="tab:red", ls="-", label="synergistic first"),
     "redundant_first": dict(color="tab:blue", ls="-", label="redundant first"),
     "random": dict(color="0.3", ls="--", label="random order (mean ± std)"),
 }
+#: Random-init models (the baseline): dashed grey with open markers, a light grey band.
+RANDOM_STYLE = dict(color="0.4", ls="--", lw=1.4, marker="o", ms=3.5, mfc="white")
+RANDOM_BAND = dict(color="0.6", alpha=0.22, lw=0)
+DEPTH_LABEL = "normalised depth, layer / (L − 1)"
+PROFILE_LABEL = "mean syn_red of the layer's heads"
+#: Average advance of a DejaVu Sans character in em (digits 0.64, lower case about 0.55); a
+#: little above the mean so that wrapped lines fit.
+_EM_PER_CHAR = 0.64
+
+
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+    """Break ``text`` into lines of at most ``width_in`` inches at ``fontsize`` points, at
+    " | " separators first, then at spaces; existing line breaks are kept."""
+    n = max(12, int(width_in * 72 / (_EM_PER_CHAR * fontsize)))
+    lines = []
+    for line in str(text).split("\n"):
+        current = ""
+        for segment in line.split(" | "):
+            candidate = f"{current} | {segment}" if current else segment
+            if len(candidate) <= n:
+                current = candidate
+                continue
+            if current:
+                lines.append(current)
+            pieces = textwrap.wrap(segment, n, break_on_hyphens=False) or [""]
+            lines.extend(pieces[:-1])
+            current = pieces[-1]
+        lines.append(current)
+    return "\n".join(lines)
+
+
+def _suptitle(fig: plt.Figure, text: str, fontsize: float = 11) -> None:
+    """A figure title wrapped to the figure's width (constrained layout makes room for it)."""
+    fig.suptitle(_wrap(text, 0.94 * fig.get_figwidth(), fontsize), fontsize=fontsize)
+
+
+def _index_ticks(n: int, max_ticks: int = 12) -> np.ndarray:
+    """Integer positions 0, s, 2s, ... below ``n`` with a round step s, at most ``max_ticks``."""
+    need = max(1, math.ceil(n / max_ticks))
+    step = next((s for s in (1, 2, 4, 5, 8, 10, 16, 20, 25, 32, 50, 64, 100) if s >= need), need)
+    return np.arange(0, n, step)
 
 
 def _layer_ticks(ax, n_layers: int, n_heads: int, axis: str = "both") -> None:
-    ticks = np.arange(n_layers) * n_heads + (n_heads - 1) / 2
-    step = max(1, n_layers // 16)
-    labels = [f"L{i}" if i % step == 0 else "" for i in range(n_layers)]
+    """Ticks ``L<i>`` at the centre of each layer's block of heads (layer-major head order)."""
+    layers = _index_ticks(n_layers, 16)
+    ticks = layers * n_heads + (n_heads - 1) / 2
+    labels = [f"L{i}" for i in layers]
     if axis in ("x", "both"):
-        ax.set_xticks(ticks, labels, fontsize=7)
+        ax.set_xticks(ticks, labels, fontsize=8)
+        ax.xaxis.set_minor_locator(NullLocator())
     if axis in ("y", "both"):
-        ax.set_yticks(ticks, labels, fontsize=7)
+        ax.set_yticks(ticks, labels, fontsize=8)
+        ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _legend_below(ax, handles=None, labels=None, ncol: int = 2, fontsize: float = 8):
+    """A legend under the axes' x label (never on the data); constrained layout makes room."""
+    below = offset_copy(ax.transAxes, fig=ax.figure, x=0, y=-36, units="points")
+    args = () if handles is None else (handles, labels)
+    return ax.legend(*args, loc="upper center", bbox_to_anchor=(0.5, 0), bbox_transform=below,
+                     ncol=ncol, fontsize=fontsize, frameon=False, borderaxespad=0)
+
+
+def _step_of(revision: str | None) -> float:
+    try:
+        return float(str(revision).removeprefix("step"))
+    except ValueError:
+        return np.nan
+
+
+def _step_colours(n: int) -> list:
+    """Colours of ``n`` checkpoints in training order (viridis without its pale yellow end)."""
+    return list(plt.get_cmap("viridis")(np.linspace(0.0, 0.78, n))) if n > 1 else ["tab:blue"]
+
+
+def _profile(ax, prof: pd.DataFrame, band: dict | None = None, **style):
+    """One layer profile (``depth``, ``estimate``) and, with ``band`` (its style, ``{}``: the
+    line's colour), the interval ``ci_low``/``ci_high`` when the table has one."""
+    prof = prof.sort_values("depth")
+    line, = ax.plot(prof.depth, prof.estimate, **style)
+    if band is not None and {"ci_low", "ci_high"} <= set(prof.columns):
+        ax.fill_between(prof.depth, prof.ci_low, prof.ci_high,
+                        **(band or dict(color=line.get_color(), alpha=0.18, lw=0)))
+    return line
+
+
+def _random_profile(ax, prof: pd.DataFrame, **style):
+    """A random-init model's profile: dashed grey, its interval a light grey band."""
+    return _profile(ax, prof, band=RANDOM_BAND, **RANDOM_STYLE, **style)
+
+
+def _profile_axes(ax) -> None:
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(0, 1)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"])
+    ax.axhline(0.5, color="0.8", lw=0.8, ls=":", zorder=0)
 
 
 def pairwise_heatmaps(sts: np.ndarray, rtr: np.ndarray, n_layers: int, n_heads: int,
                       title: str) -> plt.Figure:
     """Fig 2a: pairwise synergy (sts) and redundancy (rtr) matrices, heads ordered by layer."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2), layout="constrained")
     for ax, mat, name, cmap in ((axes[0], sts, "synergy (sts)", "Reds"),
                                 (axes[1], rtr, "redundancy (rtr)", "Blues")):
         im = ax.imshow(mat, cmap=cmap, interpolation="nearest")
-        ax.set_title(f"pairwise {name}")
+        ax.set_title(f"pairwise {name}", fontsize=11)
         _layer_ticks(ax, n_layers, n_heads)
-        ax.set_xlabel("head (by layer)")
-        ax.set_ylabel("head (by layer)")
+        ax.set_xlabel("head (grouped by layer)")
+        ax.set_ylabel("head (grouped by layer)")
         fig.colorbar(im, ax=ax, shrink=0.8, label="nats")
-    fig.suptitle(title)
+    _suptitle(fig, title)
     return fig
 
 
 def syn_red_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
-    """Fig 2b: normalised rank difference per head, layers x heads (red synergistic, blue redundant)."""
-    n_layers, n_heads = table.layer.max() + 1, table["head"].max() + 1
+    """Fig 2b: normalised rank difference per head, layers x heads (red synergistic, blue
+    redundant, grey unranked)."""
+    n_layers, n_heads = int(table.layer.max()) + 1, int(table["head"].max()) + 1
     grid = np.full((n_layers, n_heads), np.nan)
     grid[table.layer, table["head"]] = table.syn_red
-    fig, ax = plt.subplots(figsize=(max(4, 0.35 * n_heads + 2), max(3, 0.3 * n_layers + 1.5)),
-                           constrained_layout=True)
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    fig, ax = plt.subplots(figsize=(max(5.4, 0.35 * n_heads + 3.4), max(3.6, 0.3 * n_layers + 2.2)),
+                           layout="constrained")
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")
+    im = ax.imshow(grid, cmap=cmap, vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+    ax.set_xticks(_index_ticks(n_heads, 16))
+    ax.set_yticks(_index_ticks(n_layers, 16))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
-    fig.colorbar(im, ax=ax, label="syn_red (1 = most synergistic, 0 = most redundant)")
-    ax.set_title(title)
+    cbar = fig.colorbar(im, ax=ax)
+    cbar.set_ticks([0, 0.5, 1], labels=["0 redundant", "0.5", "1 synergistic"])
+    cbar.set_label("syn_red")
+    n_unranked = int(np.isnan(table.syn_red).sum())
+    if n_unranked:
+        title = f"{title}\n{n_unranked} unranked head(s) in grey"
+    _suptitle(fig, title)
     return fig
 
 
-def layer_profiles(profiles: dict[str, pd.DataFrame], title: str) -> plt.Figure:
-    """Fig 2c: mean syn_red per layer over normalised depth, one line per model (± std over heads)."""
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    for name, prof in profiles.items():
-        line, = ax.plot(prof.depth, prof.syn_red_mean, marker="o", ms=3, label=name)
-        ax.fill_between(prof.depth, prof.syn_red_mean - prof.syn_red_std,
-                        prof.syn_red_mean + prof.syn_red_std, color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("normalised depth (layer / (L - 1))")
-    ax.set_ylabel("mean syn_red of the layer's heads")
-    ax.set_ylim(-0.05, 1.05)
-    ax.axhline(0.5, color="0.7", lw=0.8)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+def _panels(names: list[str], specs: dict) -> list[tuple[str, list[str], list[str]]]:
+    """Fig 2c's panels: (family, its trained models, the random-init twins drawn with them);
+    random-init models that are nobody's twin get a panel of their own family."""
+    def spec(m):
+        return specs.get(m) or {}
+
+    trained = [m for m in names if spec(m).get("init", "pretrained") != "random"]
+    families: dict[str, list[str]] = {}
+    for m in trained:
+        families.setdefault(spec(m).get("family") or m, []).append(m)
+    panels, used = [], set()
+    for family, members in families.items():
+        twins = list(dict.fromkeys(t for m in members if (t := spec(m).get("twin")) in names))
+        used.update(twins)
+        panels.append((family, members, twins))
+    orphans: dict[str, list[str]] = {}
+    for m in names:
+        if m not in trained and m not in used:
+            orphans.setdefault(spec(m).get("family") or m, []).append(m)
+    return panels + [(family, [], models) for family, models in orphans.items()]
+
+
+def layer_profiles(profiles: dict[str, pd.DataFrame], title: str, specs: dict | None = None,
+                   ci: float = 0.95) -> plt.Figure:
+    """Fig 2c: mean syn_red per layer over normalised depth, one panel per model family.
+
+    ``profiles``: model -> ``depth``, ``estimate`` and, when known, ``ci_low``/``ci_high`` (the
+    bootstrap interval over prompts, drawn as a band). ``specs``: model -> ``init``, ``family``,
+    ``revision`` and ``twin`` (its random-init twin). A family's trained models are solid colour
+    lines with their bands, its random-init twins dashed grey with grey bands. Of a training
+    progression (two or more ``step<N>`` revisions) only the final checkpoint is drawn: Fig 3a
+    shows every checkpoint with its interval.
+    """
+    specs = specs or {}
+    panels = _panels(list(profiles), specs)
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols + 0.4, 4.2 * nrows + 0.5),
+                             layout="constrained", squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.remove()
+    for ax, (family, members, twins) in zip(axes.flat, panels):
+        steps = {m: _step_of((specs.get(m) or {}).get("revision")) for m in members}
+        progression = len(members) > 1 and all(np.isfinite(list(steps.values())))
+        panel_title = family
+        if progression:
+            final = max(members, key=lambda m: steps[m])
+            panel_title = (f"{family}: final checkpoint {(specs.get(final) or {}).get('revision')}\n"
+                           f"(all {len(members)} checkpoints: Fig 3a)")
+            members = [final]
+            colours = _step_colours(2)[-1:]
+        else:
+            colours = [f"C{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)] * (len(members) // 9 + 1)
+        for m, colour in zip(members, colours):
+            _profile(ax, profiles[m], band={}, color=colour, lw=2, marker="o", ms=4,
+                     label=f"{m} ({len(profiles[m])} layers)")
+        for t in twins:
+            _random_profile(ax, profiles[t], label=f"{t} (random init)")
+        _profile_axes(ax)
+        ax.set_title(_wrap(panel_title, 0.95 * 4.3, 10), fontsize=10)
+        ax.set_xlabel(DEPTH_LABEL)
+        ax.set_ylabel(PROFILE_LABEL)
+        _legend_below(ax, ncol=1 if len(members) + len(twins) < 3 else 2)
+    bands = any({"ci_low", "ci_high"} <= set(p.columns) for p in profiles.values())
+    _suptitle(fig, f"{title}\nbands: {ci:.0%} bootstrap CI over prompts" if bands else title)
     return fig
 
 
@@ -83,42 +248,63 @@ def ablation_curves(summary: pd.DataFrame, title: str) -> plt.Figure:
 
     ``summary`` has columns order, fraction_removed, kl_mean, kl_std (random: over seeds).
     """
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(6.2, 4.4), layout="constrained")
     for order, style in ORDER_STYLE.items():
         part = summary[summary.order == order].sort_values("fraction_removed")
         if part.empty:
             continue
-        ax.plot(part.fraction_removed, part.kl_mean, **style)
-        if order == "random":
+        ax.plot(part.fraction_removed, part.kl_mean, lw=1.8, **style)
+        if order == "random" and "kl_std" in part:
             ax.fill_between(part.fraction_removed, part.kl_mean - part.kl_std,
-                            part.kl_mean + part.kl_std, color=style["color"], alpha=0.2)
+                            part.kl_mean + part.kl_std, color=style["color"], alpha=0.2, lw=0)
     ax.set_xlabel("fraction of heads removed")
-    ax.set_ylabel("KL(unablated || ablated), nats per token")
-    ax.legend(fontsize=8)
-    ax.set_title(title)
+    ax.set_ylabel("KL(intact ‖ ablated), nats per token")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, loc="upper left")
+    _suptitle(fig, title)
     return fig
 
 
 def synergy_vs_redundancy(table: pd.DataFrame, corr: dict, title: str) -> plt.Figure:
     """Diagnostic: per-head synergy vs redundancy, coloured by depth, with the correlations."""
-    fig, ax = plt.subplots(figsize=(5, 4.2), constrained_layout=True)
-    sc = ax.scatter(table.redundancy, table.synergy, c=table.depth, cmap="viridis", s=14)
+    fig, ax = plt.subplots(figsize=(5.4, 4.6), layout="constrained")
+    sc = ax.scatter(table.redundancy, table.synergy, c=table.depth, cmap="viridis", s=16,
+                    vmin=0, vmax=1)
     fig.colorbar(sc, ax=ax, label="normalised depth")
     ax.set_xlabel("mean redundancy rtr (nats)")
     ax.set_ylabel("mean synergy sts (nats)")
-    ax.set_title(f"{title}\nSpearman {corr['spearman']:.2f}, Pearson {corr['pearson']:.2f}",
-                 fontsize=10)
+    _suptitle(fig, f"{title}\nSpearman {corr['spearman']:.2f}, Pearson {corr['pearson']:.2f}",
+              fontsize=10)
     return fig
 
 
 def nan_counts(table: pd.DataFrame, n_prompts: int, title: str) -> plt.Figure:
-    """Diagnostic: per head, the number of (pair, prompt) cells PhiID marked NaN."""
-    fig, ax = plt.subplots(figsize=(max(5, 0.05 * len(table) + 3), 3), constrained_layout=True)
-    ax.bar(np.arange(len(table)), table.nan_cells, color="tab:gray")
-    ax.set_xlabel("head (layer-major)")
-    ax.set_ylabel("degenerate (pair, prompt) cells")
-    ax.set_title(f"{title}: {int(table.nan_cells.sum()) // 2} NaN cells of "
-                 f"{len(table) * (len(table) - 1) // 2 * n_prompts}")
+    """Diagnostic: per head, the number of (pair, prompt) cells PhiID marked NaN; with none, a
+    panel that says so."""
+    n = len(table)
+    n_cells = n * (n - 1) // 2 * n_prompts
+    n_nan = int(table.nan_cells.sum()) // 2
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.05 * n + 3), 3.4), layout="constrained")
+    n_layers = int(table.layer.max()) + 1 if n else 1
+    n_heads = int(table["head"].max()) + 1 if n else 1
+    ax.set_xlim(-0.5, max(n, 1) - 0.5)
+    for boundary in np.arange(1, n_layers) * n_heads - 0.5:
+        ax.axvline(boundary, color="0.88", lw=0.8, zorder=0)
+    if n_nan:
+        ax.bar(np.arange(n), table.nan_cells, color="tab:gray", width=0.85)
+        ax.set_ylim(0, max(1, int(table.nan_cells.max())) * 1.08)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    else:
+        ax.set_ylim(0, 1)
+        ax.set_yticks([0, 1])
+        ax.text(0.5, 0.5, f"no degenerate cells: all {n_cells:,} (pair, prompt) cells are valid",
+                transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.25")
+    ax.yaxis.set_minor_locator(NullLocator())
+    _layer_ticks(ax, n_layers, n_heads, axis="x")
+    ax.set_xlabel("head (grouped by layer)")
+    ax.set_ylabel("NaN (pair, prompt) cells")
+    _suptitle(fig, f"{title}\n{n_nan:,} of {n_cells:,} (pair, prompt) cells degenerate (NaN)",
+              fontsize=10)
     return fig
 
 
@@ -131,50 +317,105 @@ def save(fig: plt.Figure, png: str, pdf: str) -> None:
     plt.close(fig)
 
 
-def _step_of(revision: str | None) -> float:
-    try:
-        return float(str(revision).removeprefix("step"))
-    except ValueError:
-        return np.nan
-
-
 def progression_profiles(profiles: dict[str, pd.DataFrame], revisions: dict[str, str],
-                         title: str) -> plt.Figure:
-    """Paper Fig 3a: layer profiles of one family's training checkpoints, coloured by step."""
+                         title: str, twin: tuple[str, pd.DataFrame] | None = None,
+                         ci: float = 0.95) -> plt.Figure:
+    """Paper Fig 3a: the layer profile of each of one family's training checkpoints, one panel
+    each in training order (shared axes), with its bootstrap band, against the family's
+    random-init twin (``twin``: its name and profile; dashed grey) when there is one.
+
+    ``profiles``: model -> ``depth``, ``estimate`` and optionally ``ci_low``/``ci_high``.
+    """
     steps = {m: _step_of(revisions[m]) for m in profiles}
-    finite = [s for s in steps.values() if np.isfinite(s)]
-    norm = matplotlib.colors.SymLogNorm(linthresh=1, vmin=min(finite, default=0),
-                                        vmax=max(finite, default=1))
-    cmap = plt.get_cmap("viridis")
-    fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
-    for m, prof in sorted(profiles.items(), key=lambda kv: steps[kv[0]]):
-        ax.plot(prof.depth, prof.syn_red_mean, marker="o", ms=3, color=cmap(norm(steps[m])),
-                label=revisions[m])
-    ax.set_xlabel("normalised depth (layer / (L - 1))")
-    ax.set_ylabel("mean syn_red of the layer's heads")
-    ax.legend(fontsize=7, title="checkpoint", ncol=2)
-    ax.set_title(title)
+    models = sorted(profiles, key=lambda m: (not np.isfinite(steps[m]), steps[m], revisions[m]))
+    n = len(models)
+    ncols = min(n, 4)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.9 * ncols + 0.9, 2.5 * nrows + 1.5),
+                             layout="constrained", sharex=True, sharey=True, squeeze=False)
+    for m, ax, colour in zip(models, axes.flat, _step_colours(n)):
+        if twin is not None:
+            _random_profile(ax, twin[1])
+        _profile(ax, profiles[m], band={}, color=colour, lw=2, marker="o", ms=3.5)
+        _profile_axes(ax)
+        ax.set_title(str(revisions[m]), fontsize=10)
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.remove()
+            continue
+        bottom, left = k + ncols >= n, k % ncols == 0
+        ax.tick_params(labelbottom=bottom, labelleft=left, labelsize=8)
+        if bottom:
+            ax.set_xlabel(DEPTH_LABEL, fontsize=9)
+        if left:
+            ax.set_ylabel(PROFILE_LABEL, fontsize=9)
+    has_band = any({"ci_low", "ci_high"} <= set(p.columns) for p in profiles.values())
+    handles = [Line2D([], [], color=_step_colours(max(n, 2))[-1], lw=2, marker="o", ms=3.5)]
+    labels = ["checkpoint (panel title)"]
+    if has_band:
+        handles.append(Patch(color=_step_colours(max(n, 2))[-1], alpha=0.25, lw=0))
+        labels.append(f"{ci:.0%} bootstrap CI over prompts")
+    if twin is not None:
+        handles.append((Line2D([], [], **RANDOM_STYLE), Patch(**RANDOM_BAND)))
+        labels.append(f"random init: {twin[0]}")
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    _suptitle(fig, title)
     return fig
 
 
+def _step_label(x: float, _pos=None) -> str:
+    if x == 0:
+        return "0"
+    k = round(math.log10(abs(x)))
+    return f"{int(x):d}" if k <= 3 else f"$10^{{{k}}}$"
+
+
 def score_vs_step(scores: dict[str, pd.DataFrame], revisions: dict[str, str], score: str,
-                  title: str) -> plt.Figure:
-    """Inverted-U score against training step with its bootstrap CI (symlog x axis)."""
-    rows = sorted(((_step_of(revisions[m]), s.set_index("score").loc[score]) for m, s in scores.items()),
-                  key=lambda r: r[0])
-    x = np.array([r[0] for r in rows])
-    est = np.array([r[1].estimate for r in rows])
-    lo = np.array([r[1].ci_low for r in rows])
-    hi = np.array([r[1].ci_high for r in rows])
-    fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
-    ax.errorbar(x, est, yerr=[est - lo, hi - est], marker="o", capsize=3)
-    ax.axhline(0, color="0.6", lw=0.8)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("training step")
+                  title: str, twin: tuple[str, pd.DataFrame] | None = None,
+                  ci: float = 0.95) -> plt.Figure:
+    """Inverted-U score against training step with its ``ci`` interval (``ci_low``/``ci_high``
+    of ``profile_scores.tsv``) on a symlog step axis; the random-init twin's score, when given, as a
+    dashed grey line with its interval. Revisions that are not ``step<N>`` are placed in order
+    on a categorical axis."""
+    rows = [(m, _step_of(revisions[m]), s.set_index("score").loc[score]) for m, s in scores.items()]
+    numeric = all(np.isfinite(r[1]) for r in rows)
+    rows.sort(key=lambda r: (r[1], revisions[r[0]]) if numeric else revisions[r[0]])
+    x = np.array([r[1] for r in rows]) if numeric else np.arange(len(rows), dtype=float)
+    est = np.array([r[2].estimate for r in rows], dtype=float)
+    lo = np.array([r[2].ci_low for r in rows], dtype=float)
+    hi = np.array([r[2].ci_high for r in rows], dtype=float)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    handles = [ax.errorbar(x, est, yerr=[est - lo, hi - est], marker="o", capsize=3, lw=1.6,
+                           color="tab:blue")]
+    if twin is not None:
+        t = twin[1].set_index("score").loc[score]
+        ax.axhspan(t.ci_low, t.ci_high, **RANDOM_BAND)
+        handles.append((Line2D([], [], color=RANDOM_STYLE["color"], ls="--"), Patch(**RANDOM_BAND)))
+        ax.axhline(t.estimate, color=RANDOM_STYLE["color"], ls="--", lw=1.4)
+    ax.axhline(0, color="0.75", lw=0.8, zorder=0)
+    if numeric:
+        ax.set_xscale("symlog", linthresh=1, linscale=0.6)
+        top = max(x.max(), 1.0)
+        ax.set_xlim(-0.8, top * 2.5)
+        ticks = [0.0] + [10.0 ** k for k in range(0, int(math.floor(math.log10(top))) + 1)]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(FuncFormatter(_step_label))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("training step (symlog)")
+    else:
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+        ax.set_xticks(x, [revisions[r[0]] for r in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_xlabel("revision")
     label = {"mid_minus_outer": "middle-third minus outer-thirds syn_red",
-             "quad_coef": "quadratic coefficient of the profile (< 0: inverted U)"}
-    ax.set_ylabel(label.get(score, score), fontsize=8)
-    ax.set_title(title)
+             "quad_coef": "quadratic coefficient of the profile\n(< 0: inverted U)"}
+    ax.set_ylabel(label.get(score, score), fontsize=9)
+    labels = [f"trained checkpoint, with {ci:.0%} interval"]
+    if twin is not None:
+        labels.append(f"random init: {twin[0]}")
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=8,
+               frameon=False)
+    _suptitle(fig, title)
     return fig
 
 
@@ -185,27 +426,34 @@ def graphs_figure(sts: np.ndarray, rtr: np.ndarray, layer: np.ndarray, fraction:
 
     from .graphs import top_edges_graph
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5), layout="constrained")
+    vmax = max(1, int(np.max(layer)))
     for ax, mat, name in ((axes[0], sts, "synergy"), (axes[1], rtr, "redundancy")):
         g = top_edges_graph(mat, fraction)
         pos = nx.spring_layout(g, seed=0)
         nx.draw_networkx_edges(g, pos, ax=ax, alpha=0.25, width=0.6)
         nodes = nx.draw_networkx_nodes(g, pos, ax=ax, node_size=25, node_color=layer,
-                                       cmap="viridis")
-        ax.set_title(f"{name}: top {fraction:.0%} of edges")
+                                       cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(f"{name}: top {fraction:.0%} of edges", fontsize=11)
         ax.axis("off")
-    fig.colorbar(nodes, ax=axes, label="layer", shrink=0.8)
-    fig.suptitle(title)
+    cbar = fig.colorbar(nodes, ax=axes, label="layer", shrink=0.8)
+    cbar.locator = MaxNLocator(integer=True)
+    cbar.update_ticks()
+    cbar.ax.yaxis.set_minor_locator(NullLocator())
+    _suptitle(fig, title)
     return fig
 
 
 def category_profiles(table: pd.DataFrame, title: str) -> plt.Figure:
-    """Layer profile of syn_red computed per prompt category."""
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    """Layer profile of syn_red computed per prompt category; the legend under the axes."""
+    fig, ax = plt.subplots(figsize=(7, 5.2), layout="constrained")
     for cat, part in table.groupby("category", sort=False):
-        ax.plot(part.depth, part.syn_red_mean, marker="o", ms=3, label=cat)
-    ax.set_xlabel("normalised depth (layer / (L - 1))")
-    ax.set_ylabel("mean syn_red of the layer's heads")
-    ax.legend(fontsize=7)
-    ax.set_title(title)
+        ax.plot(part.depth, part.syn_red_mean, marker="o", ms=3.5, lw=1.5, label=cat)
+    ax.set_xlabel(DEPTH_LABEL)
+    ax.set_ylabel(PROFILE_LABEL)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"])
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8,
+               frameon=False)
+    _suptitle(fig, title)
     return fig

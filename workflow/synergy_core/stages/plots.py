@@ -7,7 +7,7 @@ outputs of the rule.
 from __future__ import annotations
 
 from .. import plots
-from ..io import head_layout, load_arrays, read_json, read_table
+from ..io import CorruptOutputError, head_layout, load_arrays, read_json, read_table
 
 
 def _title(model: str, prov: dict | None) -> str:
@@ -49,11 +49,33 @@ def plot_ablation(summary_path, auc_path, outputs: dict, model: str) -> None:
     _save(plots.ablation_curves(summary, f"{model}\n{ratios}"), outputs, "fig4a")
 
 
-def plot_profiles(profile_paths: dict, outputs: dict) -> None:
-    """Fig 2c: the layer profiles of every model overlaid."""
-    profiles = {m: read_table(p) for m, p in profile_paths.items()}
-    _save(plots.layer_profiles(profiles, "layer profile of syn_red (inverted U = synergistic core)"),
-          outputs, "fig2c")
+def _layer_profile(path):
+    """syn_red per layer as ``depth``, ``estimate`` and, from a ``layer_ci.tsv``, its bootstrap
+    interval ``ci_low``/``ci_high``; a ``layer_profile.tsv`` (the ranking's) gives no interval."""
+    table = read_table(path, ("layer", "depth"))
+    if "quantity" in table.columns:
+        table = table[table.quantity == "syn_red"]
+        missing = [c for c in ("estimate", "ci_low", "ci_high") if c not in table.columns]
+        if missing or table.empty:
+            raise CorruptOutputError(f"{path}: no syn_red rows with estimate, ci_low, ci_high; "
+                                     "delete it and rerun")
+        return table[["layer", "depth", "estimate", "ci_low", "ci_high"]].sort_values("layer")
+    if "syn_red_mean" not in table.columns:
+        raise CorruptOutputError(f"{path}: missing columns ['syn_red_mean']; delete it and rerun")
+    return table.rename(columns={"syn_red_mean": "estimate"})[["layer", "depth", "estimate"]]
+
+
+def plot_profiles(profile_paths: dict, outputs: dict, specs: dict | None = None,
+                  ci: float = 0.95) -> None:
+    """Fig 2c: the layer profiles of every model, one panel per family, trained models against
+    their random-init twins.
+
+    ``profile_paths``: model -> its ``stats/layer_ci.tsv`` (bands: the bootstrap interval of
+    syn_red) or ``ranking/layer_profile.tsv`` (lines only). ``specs``: model -> ``init``,
+    ``family``, ``revision``, ``twin`` (see :func:`synergy_core.plots.layer_profiles`)."""
+    profiles = {m: _layer_profile(p) for m, p in profile_paths.items()}
+    _save(plots.layer_profiles(profiles, "layer profile of syn_red (inverted U = synergistic core)",
+                               specs, ci), outputs, "fig2c")
 
 
 def plot_model_stats(phiid_path, categories_path, graph_fraction: float, outputs: dict,
@@ -68,14 +90,26 @@ def plot_model_stats(phiid_path, categories_path, graph_fraction: float, outputs
     _save(plots.category_profiles(read_table(categories_path), title), outputs, "categories")
 
 
+def _syn_red_scores(path):
+    table = read_table(path, ("quantity", "score", "estimate", "ci_low", "ci_high"))
+    return table[table.quantity == "syn_red"]
+
+
 def plot_progression(profile_paths: dict, score_paths: dict, revisions: dict, family: str,
-                     outputs: dict) -> None:
-    """Training progression of one family: profiles by checkpoint, scores against step."""
-    profiles = {m: read_table(p) for m, p in profile_paths.items()}
-    scores = {m: (lambda t: t[t.quantity == "syn_red"])(read_table(p, ("quantity", "score")))
-              for m, p in score_paths.items()}
-    _save(plots.progression_profiles(profiles, revisions, f"{family}: layer profile over training"),
-          outputs, "profiles")
+                     outputs: dict, twin: str | None = None, twin_profile=None, twin_scores=None,
+                     ci: float = 0.95) -> None:
+    """Training progression of one family: profiles by checkpoint (Fig 3a) and the inverted-U
+    score against step, each against the family's random-init ``twin`` when there is one.
+
+    ``profile_paths``: model -> ``stats/layer_ci.tsv`` (or ``ranking/layer_profile.tsv``: no
+    bands); ``score_paths``: model -> ``stats/profile_scores.tsv``; ``twin_profile`` and
+    ``twin_scores``: the twin's files."""
+    profiles = {m: _layer_profile(p) for m, p in profile_paths.items()}
+    scores = {m: _syn_red_scores(p) for m, p in score_paths.items()}
+    twin_prof = (twin, _layer_profile(twin_profile)) if twin and twin_profile else None
+    twin_score = (twin, _syn_red_scores(twin_scores)) if twin and twin_scores else None
+    _save(plots.progression_profiles(profiles, revisions, f"{family}: layer profile over training",
+                                     twin_prof, ci), outputs, "profiles")
     _save(plots.score_vs_step(scores, revisions, "mid_minus_outer",
-                              f"{family}: inverted-U score over training (95% bootstrap CI)"),
+                              f"{family}: inverted-U score over training", twin_score, ci),
           outputs, "score")

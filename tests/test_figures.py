@@ -1,0 +1,362 @@
+"""Every figure of synergy_core.plots, on small synthetic data shaped like the demo's (and the edge
+cases: 3 layers, no NaN, one model, a family with and without a random-init twin, Pythia-1B's
+shape): no text is clipped and layers, heads and counts get integer ticks.
+
+The figures use constrained layout and plots.save writes them as laid out (no bbox_inches
+cropping), so the drawn canvas at the saved resolution is the saved image: each figure is drawn at
+150 dpi (the PNG) and 72 dpi (the PDF's points), every visible, non-empty text artist (titles,
+labels, tick labels that are drawn, legend texts, colour-bar labels, annotations) must lie inside
+the figure (1 px slack) and overlap no other text, legends placed outside must not cover any
+axes, and the PNG that plots.save writes must have exactly the canvas's size.
+"""
+import inspect
+import re
+import struct
+import warnings
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.text import Text
+
+from synergy_core import plots
+
+matplotlib.use("Agg")
+
+DEMO_TITLE = "tiny-neox-random | builtin:tiny-gpt-neox | random init, seed 1"
+PAPER_TITLE = "pythia-1b-step143000 | EleutherAI/pythia-1b | step143000"
+CATEGORIES = ["Syntax and Grammar Correction", "Part of Speech Tagging", "Basic Numerical Reasoning",
+              "Basic Common Sense Reasoning", "Abstract Reasoning and Creative Thinking",
+              "Emotional Intelligence and Social Cognition"]
+
+
+# ----------------------------------------------------------------------------- synthetic data
+def heads_table(n_layers, n_heads, nan_heads=(), seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_layers * n_heads
+    layer, head = np.divmod(np.arange(n), n_heads)
+    syn_red = rng.permutation(n) / (n - 1)
+    nan_cells = np.zeros(n, dtype=int)
+    for h in nan_heads:
+        syn_red[h] = np.nan
+        nan_cells[h] = (n - 1) * 12
+        nan_cells[[k for k in range(n) if k != h]] += 12
+    return pd.DataFrame({"layer": layer, "head": head, "depth": layer / max(n_layers - 1, 1),
+                         "synergy": rng.random(n) * 0.02, "redundancy": rng.random(n) * 0.01,
+                         "syn_red": syn_red, "nan_cells": nan_cells})
+
+
+def layer_ci(n_layers, seed=0, band=True):
+    rng = np.random.default_rng(seed)
+    est = 0.5 + 0.2 * rng.standard_normal(n_layers).clip(-2, 2)
+    frame = pd.DataFrame({"layer": np.arange(n_layers),
+                          "depth": np.arange(n_layers) / max(n_layers - 1, 1), "estimate": est})
+    if band:
+        frame["ci_low"] = (est - 0.15 - 0.05 * rng.random(n_layers)).clip(0, 1)
+        frame["ci_high"] = (est + 0.15 + 0.05 * rng.random(n_layers)).clip(0, 1)
+    return frame
+
+
+def scores(seed):
+    rng = np.random.default_rng(seed)
+    est = rng.normal(0, 0.15, 2)
+    return pd.DataFrame({"score": ["mid_minus_outer", "quad_coef"], "estimate": est,
+                         "ci_low": est - 0.2, "ci_high": est + 0.2})
+
+
+def family(revisions, name="tiny-neox"):
+    return {f"{name}-{r}": r for r in revisions}
+
+
+DEMO_FAMILY = family(["step0", "step30", "step150"])
+PAPER_FAMILY = family(["step0", "step16", "step128", "step512", "step1000", "step2000", "step4000",
+                       "step8000", "step16000", "step32000", "step64000", "step143000"], "pythia-1b")
+
+
+def demo_specs():
+    specs = {m: {"init": "pretrained", "family": "tiny-neox", "revision": r,
+                 "twin": "tiny-neox-random"} for m, r in DEMO_FAMILY.items()}
+    specs["tiny-neox-random"] = {"init": "random", "family": "tiny-neox-random", "revision": None,
+                                 "twin": None}
+    specs["tiny-llama"] = {"init": "pretrained", "family": "tiny-llama", "revision": "step150",
+                           "twin": None}
+    return specs
+
+
+def demo_profiles():
+    layers = {"tiny-llama": 3}
+    return {m: layer_ci(layers.get(m, 6), seed=k) for k, m in enumerate(demo_specs())}
+
+
+def ablation_summary(n_heads=24, max_fraction=0.4):
+    n = int(n_heads * max_fraction)
+    frac = np.arange(n + 1) / n_heads
+    rows = []
+    for order, slope in (("synergistic_first", 1.2), ("redundant_first", 0.8)):
+        rows += [dict(order=order, fraction_removed=f, kl_mean=slope * f, kl_std=0.0) for f in frac]
+    rows += [dict(order="random", fraction_removed=f, kl_mean=f, kl_std=0.2 * f) for f in frac[::4]]
+    return pd.DataFrame(rows)
+
+
+def atoms(n, seed=0):
+    m = np.random.default_rng(seed).random((n, n))
+    m = (m + m.T) / 2
+    np.fill_diagonal(m, 0)
+    return m
+
+
+def categories_table(n_layers):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame([dict(category=c, layer=k, depth=k / (n_layers - 1),
+                              syn_red_mean=rng.random(), n_prompts=2)
+                         for c in CATEGORIES for k in range(n_layers)])
+
+
+# --------------------------------------------------------------------------------- the figures
+# id -> (function name, builder, [(axes index, axis)] that must have integer tick labels,
+#        whether a legend may sit on the axes)
+CASES = {
+    "fig2a-demo": ("pairwise_heatmaps", lambda: plots.pairwise_heatmaps(atoms(24), atoms(24, 1), 6, 4,
+                                                                        DEMO_TITLE),
+                   [(0, "x"), (0, "y"), (1, "x"), (1, "y")], False),
+    "fig2a-3-layers": ("pairwise_heatmaps", lambda: plots.pairwise_heatmaps(atoms(12), atoms(12, 1), 3, 4,
+                                                                            PAPER_TITLE),
+                       [(0, "x"), (0, "y")], False),
+    "fig2b-demo": ("syn_red_heatmap", lambda: plots.syn_red_heatmap(heads_table(6, 4), DEMO_TITLE),
+                   [(0, "x"), (0, "y")], False),
+    "fig2b-3-layers": ("syn_red_heatmap",
+                       lambda: plots.syn_red_heatmap(heads_table(3, 4), "tiny-llama | builtin:tiny-llama | step150"),
+                       [(0, "x"), (0, "y")], False),
+    "fig2b-pythia-unranked": ("syn_red_heatmap",
+                              lambda: plots.syn_red_heatmap(heads_table(16, 8, nan_heads=(5,)), PAPER_TITLE),
+                              [(0, "x"), (0, "y")], False),
+    "fig2c-demo": ("layer_profiles", lambda: plots.layer_profiles(demo_profiles(), "layer profile of syn_red",
+                                                                  demo_specs()), [], False),
+    "fig2c-one-model": ("layer_profiles",
+                        lambda: plots.layer_profiles({"tiny-llama": layer_ci(3)}, "layer profile",
+                                                     {"tiny-llama": demo_specs()["tiny-llama"]}), [], False),
+    "fig2c-no-specs-no-bands": ("layer_profiles",
+                                lambda: plots.layer_profiles({"a": layer_ci(6, band=False),
+                                                              "b": layer_ci(6, 1, band=False)}, "profiles"),
+                                [], False),
+    "fig2c-paper": ("layer_profiles",
+                    lambda: plots.layer_profiles(
+                        {**{m: layer_ci(16, k) for k, m in enumerate(PAPER_FAMILY)},
+                         "pythia-1b-random": layer_ci(16, 99)}, "layer profile of syn_red",
+                        {**{m: {"init": "pretrained", "family": "pythia-1b", "revision": r,
+                                "twin": "pythia-1b-random"} for m, r in PAPER_FAMILY.items()},
+                         "pythia-1b-random": {"init": "random", "family": "pythia-1b-random"}}),
+                    [], False),
+    "fig2c-orphan-random": ("layer_profiles",
+                            lambda: plots.layer_profiles({"r": layer_ci(6), "t": layer_ci(3, 1)}, "profiles",
+                                                         {"r": {"init": "random"}, "t": {"init": "pretrained"}}),
+                            [], False),
+    "fig4a-demo": ("ablation_curves",
+                   lambda: plots.ablation_curves(ablation_summary(), "tiny-neox-step150\nsynergistic/random "
+                                                 "AUC 0.95, redundant/random AUC 0.65"), [], True),
+    "scatter-demo": ("synergy_vs_redundancy",
+                     lambda: plots.synergy_vs_redundancy(heads_table(6, 4), {"spearman": 0.11, "pearson": 0.2},
+                                                         DEMO_TITLE), [], False),
+    "nan-none": ("nan_counts", lambda: plots.nan_counts(heads_table(3, 4), 12, "tiny-llama | builtin:tiny-llama | "
+                                                        "step150"), [(0, "x"), (0, "y")], False),
+    "nan-some": ("nan_counts", lambda: plots.nan_counts(heads_table(6, 4, nan_heads=(5,)), 12, DEMO_TITLE),
+                 [(0, "x"), (0, "y")], False),
+    "nan-pythia": ("nan_counts", lambda: plots.nan_counts(heads_table(16, 8, nan_heads=(3, 40)), 60, PAPER_TITLE),
+                   [(0, "x"), (0, "y")], False),
+    "fig3a-demo-twin": ("progression_profiles",
+                        lambda: plots.progression_profiles({m: layer_ci(6, k) for k, m in enumerate(DEMO_FAMILY)},
+                                                           DEMO_FAMILY, "tiny-neox: layer profile over training",
+                                                           ("tiny-neox-random", layer_ci(6, 9))), [], False),
+    "fig3a-no-twin-3-layers": ("progression_profiles",
+                               lambda: plots.progression_profiles(
+                                   {m: layer_ci(3, k) for k, m in enumerate(DEMO_FAMILY)}, DEMO_FAMILY,
+                                   "tiny-neox: layer profile over training"), [], False),
+    "fig3a-paper": ("progression_profiles",
+                    lambda: plots.progression_profiles({m: layer_ci(16, k) for k, m in enumerate(PAPER_FAMILY)},
+                                                       PAPER_FAMILY, "pythia-1b: layer profile over training",
+                                                       ("pythia-1b-random", layer_ci(16, 99))), [], False),
+    "fig3a-five-no-bands": ("progression_profiles",
+                            lambda: plots.progression_profiles(
+                                {m: layer_ci(6, k, band=False) for k, m in
+                                 enumerate(family(["step0", "step1", "step2", "step3", "step4"]))},
+                                family(["step0", "step1", "step2", "step3", "step4"]), "five checkpoints"),
+                            [], False),
+    "score-demo-twin": ("score_vs_step",
+                        lambda: plots.score_vs_step({m: scores(k) for k, m in enumerate(DEMO_FAMILY)}, DEMO_FAMILY,
+                                                    "mid_minus_outer", "tiny-neox: inverted-U score (middle minus "
+                                                    "outer thirds) over training",
+                                                    ("tiny-neox-random", scores(9))), [(0, "x")], False),
+    "score-paper": ("score_vs_step",
+                    lambda: plots.score_vs_step({m: scores(k) for k, m in enumerate(PAPER_FAMILY)}, PAPER_FAMILY,
+                                                "quad_coef", "pythia-1b: inverted-U score over training"),
+                    [(0, "x")], False),
+    "score-named-revisions": ("score_vs_step",
+                              lambda: plots.score_vs_step({"a": scores(0), "b": scores(1)},
+                                                          {"a": "main", "b": "v2-final"}, "mid_minus_outer",
+                                                          "named revisions"), [], False),
+    "fig3bc-3-layers": ("graphs_figure",
+                        lambda: plots.graphs_figure(atoms(12), atoms(12, 1), np.repeat(np.arange(3), 4), 0.1,
+                                                    "tiny-llama | builtin:tiny-llama | step150"), [(2, "y")], False),
+    "fig3bc-demo": ("graphs_figure",
+                    lambda: plots.graphs_figure(atoms(24), atoms(24, 1), np.repeat(np.arange(6), 4), 0.1,
+                                                DEMO_TITLE), [(2, "y")], False),
+    "categories-demo": ("category_profiles", lambda: plots.category_profiles(categories_table(6), DEMO_TITLE),
+                        [], False),
+    "categories-3-layers": ("category_profiles", lambda: plots.category_profiles(categories_table(3), PAPER_TITLE),
+                            [], False),
+}
+
+
+def figure_functions():
+    """The public functions of plots.py that make a figure (everything but save and helpers)."""
+    return {name for name, f in inspect.getmembers(plots, inspect.isfunction)
+            if f.__module__ == plots.__name__ and not name.startswith("_") and name != "save"}
+
+
+def test_every_figure_function_is_tested():
+    assert figure_functions() == {fn for fn, *_ in CASES.values()}
+
+
+# ------------------------------------------------------------------------------------- checks
+def _in_view(axis, loc):
+    lo, hi = sorted(axis.get_view_interval())
+    tol = 1e-9 * max(hi - lo, 1e-300)
+    return loc is not None and lo - tol <= loc <= hi + tol
+
+
+def drawn_tick_labels(axis):
+    """(location, Text) of the tick labels the axis draws (ticks inside the view only)."""
+    if not axis.get_visible() or not axis.axes.axison:
+        return []
+    out = []
+    for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+        if not tick.get_visible() or not _in_view(axis, tick.get_loc()):
+            continue
+        out += [(tick.get_loc(), t) for t in (tick.label1, tick.label2)
+                if t.get_visible() and t.get_text().strip()]
+    return out
+
+
+def drawn_texts(fig):
+    """Every visible, non-empty text artist that the figure draws."""
+    tick_texts, drawn = set(), set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            tick_texts.update(id(t) for t in axis.findobj(Text))
+            drawn.update(id(t) for _, t in drawn_tick_labels(axis))
+            if ax.axison and axis.get_visible():
+                drawn.update(id(t) for t in (axis.label, axis.offsetText))
+    return [t for t in fig.findobj(Text)
+            if t.get_visible() and t.get_text().strip()
+            and (id(t) not in tick_texts or id(t) in drawn)]
+
+
+def _describe(t):
+    return f"{t.get_text()!r} ({type(t).__name__})"
+
+
+def check_layout(fig, integer_axes, legend_on_axes_ok):
+    renderer = fig.canvas.get_renderer()
+    fb = fig.bbox
+    texts = drawn_texts(fig)
+    assert texts
+    boxes = [(t, t.get_window_extent(renderer)) for t in texts]
+    for t, bb in boxes:
+        assert (bb.x0 >= fb.x0 - 1 and bb.y0 >= fb.y0 - 1 and bb.x1 <= fb.x1 + 1
+                and bb.y1 <= fb.y1 + 1), f"{_describe(t)} extends beyond the figure: {bb} vs {fb}"
+    for i, (t, a) in enumerate(boxes):     # no text on another text (a 1 px overlap is allowed)
+        for u, b in boxes[i + 1:]:
+            overlap_x = min(a.x1, b.x1) - max(a.x0, b.x0)
+            overlap_y = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert overlap_x <= 1 or overlap_y <= 1, f"{_describe(t)} overlaps {_describe(u)}"
+    legends = [lg for lg in fig.legends] + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    if not legend_on_axes_ok:
+        for legend in legends:
+            lb = legend.get_window_extent(renderer)
+            for ax in fig.axes:
+                ab = ax.get_window_extent(renderer)
+                assert not (lb.x0 < ab.x1 - 1 and lb.x1 > ab.x0 + 1 and lb.y0 < ab.y1 - 1
+                            and lb.y1 > ab.y0 + 1), f"a legend covers an axes: {lb} vs {ab}"
+    for index, name in integer_axes:
+        axis = getattr(fig.axes[index], f"{name}axis")
+        labels = drawn_tick_labels(axis)
+        assert labels, f"axes {index} {name}: no tick labels"
+        for loc, t in labels:
+            text = t.get_text().replace("\N{MINUS SIGN}", "-")
+            layer = re.fullmatch(r"L(\d+)", text)
+            power = re.fullmatch(r"\$10\^\{(\d+)\}\$", text)
+            assert layer or power or re.fullmatch(r"-?\d+", text), f"axes {index} {name}: tick {text!r}"
+            if power:
+                assert loc == 10 ** int(power[1]), (loc, text)
+            elif not layer:
+                assert loc == int(text), f"axes {index} {name}: tick {text!r} at {loc}"
+
+
+def png_size(path):
+    data = open(path, "rb").read(24)
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_figure_text_fits_and_ticks_are_integers(case, tmp_path):
+    _, build, integer_axes, legend_on_axes_ok = CASES[case]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*(constrained|tight).?layout")
+        fig = build()
+        for dpi in (72, 150):        # the PDF's points, then the PNG's resolution
+            fig.set_dpi(dpi)
+            fig.canvas.draw()
+            check_layout(fig, integer_axes, legend_on_axes_ok)
+        width, height = fig.get_size_inches()
+        plots.save(fig, str(tmp_path / "f.png"), str(tmp_path / "f.pdf"))
+    # the saved PNG is the canvas checked above: not cropped or padded (no bbox_inches="tight")
+    assert png_size(tmp_path / "f.png") == (round(width * 150), round(height * 150))
+    assert (tmp_path / "f.pdf").stat().st_size > 1000
+
+
+def test_the_check_sees_clipping():
+    """The check itself: a title wider than its figure and a colour-bar label taller than it
+    (Fig 2b's old faults) fail it."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(3, 2))
+    im = ax.imshow(np.eye(3))
+    fig.colorbar(im, ax=ax, label="syn_red (1 = most synergistic, 0 = most redundant)")
+    ax.set_title(PAPER_TITLE)
+    fig.canvas.draw()
+    with pytest.raises(AssertionError, match="extends beyond the figure"):
+        check_layout(fig, [], False)
+    plt.close(fig)
+    fig, ax = plt.subplots(layout="constrained")
+    ax.plot([0, 1, 2], [0, 0.5, 1])
+    fig.canvas.draw()
+    with pytest.raises(AssertionError, match="tick"):
+        check_layout(fig, [(0, "y")], False)     # 0.0, 0.2, ...: not integers
+    plt.close(fig)
+
+
+def test_stage_functions_read_layer_ci_and_twin_files(tmp_path):
+    """The rules' path: Fig 2c and Fig 3a from layer_ci.tsv (syn_red rows of three quantities),
+    the score figure from profile_scores.tsv, each with the random-init twin's files."""
+    from synergy_core.io import write_table
+    from synergy_core.stages.plots import plot_profiles, plot_progression
+
+    def ci_file(name, n_layers, seed):
+        rows = pd.concat([layer_ci(n_layers, seed).assign(quantity=q)
+                          for q in ("syn_red", "synergy", "redundancy")])
+        write_table(tmp_path / f"{name}_ci.tsv", rows)
+        write_table(tmp_path / f"{name}_scores.tsv", pd.concat(
+            [scores(seed).assign(quantity=q) for q in ("syn_red", "synergy")]))
+        return tmp_path / f"{name}_ci.tsv", tmp_path / f"{name}_scores.tsv"
+
+    files = {m: ci_file(m, {"tiny-llama": 3}.get(m, 6), k) for k, m in enumerate(demo_specs())}
+    outputs = {k: tmp_path / f"{k}.png" for k in ("fig2c", "profiles", "score")}
+    outputs.update({f"{k}_pdf": tmp_path / f"{k}.pdf" for k in list(outputs)})
+    plot_profiles({m: f[0] for m, f in files.items()}, outputs, demo_specs(), 0.9)
+    plot_progression({m: files[m][0] for m in DEMO_FAMILY}, {m: files[m][1] for m in DEMO_FAMILY},
+                     DEMO_FAMILY, "tiny-neox", outputs, twin="tiny-neox-random",
+                     twin_profile=files["tiny-neox-random"][0], twin_scores=files["tiny-neox-random"][1],
+                     ci=0.9)
+    for key in ("fig2c", "profiles", "score"):
+        assert png_size(outputs[key])[0] > 500 and outputs[f"{key}_pdf"].stat().st_size > 1000
