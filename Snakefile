@@ -39,6 +39,26 @@ include: "workflow/rules/compare.smk"
 save_disk_cache()  # of the code hashes' parse results (workflow/synergy_core/codehash.py)
 
 
+onstart:
+    stop_if_models_missing(workflow.dag.needrun_jobs())
+
+
+onsuccess:
+    print(
+        f"\nsynergy-core: done. The verdict table: {RESULTS}/summary.tsv (columns: README, "
+        f"'Reading the summary'); figures: {RESULTS}/figures/ and {RESULTS}/<model>/figures/.\n"
+        f"The HTML report with every figure and table: {report_command()}"
+    )
+
+
+onerror:
+    print(
+        f"\nsynergy-core: a job failed. Its cause is printed above ('synergy-core: rule ... "
+        f"failed'); the full traceback is in its log under {RESULTS}/logs/<rule>/. Fix the "
+        "cause and run the same command again: finished outputs are kept."
+    )
+
+
 rule all:
     default_target: True
     input:

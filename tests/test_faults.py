@@ -953,3 +953,71 @@ def test_readme_lists_every_message(repo):
              "invalid YAML", "python -m synergy_core.config", "are left unranked", "non-finite activations"]
     missing = [s for s in stems if s not in section]
     assert not missing, missing
+
+
+# ---------------------------------------------- preflight and the console of a failed job
+def _run_snakemake(repo, workdir, config: dict, *args, timeout=300):
+    import subprocess
+
+    import yaml
+
+    config = {"prompts": {"file": str(repo / "config" / "prompts.tsv"), "per_category": 1},
+              "generation": {"num_tokens": 12, "device": "cpu"},
+              "stats": {"n_boot": 10, "n_splits": 2, "n_surrogates": 0, "n_boot_graph": 0, "n_null_graph": 0,
+                        "n_layer_perm": 19}, **config}
+    (workdir / "c.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, HF_HOME=str(workdir / "empty-hf-cache"))
+    return subprocess.run(["snakemake", *args, "--directory", str(workdir), "--snakefile",
+                           str(repo / "Snakefile"), "--configfile", str(workdir / "c.yaml")],
+                          cwd=repo, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+UNCACHED = {"models": {"tiny": {"hf_id": "builtin:tiny-llama"},
+                       "p1": {"hf_id": "EleutherAI/pythia-14m"},
+                       "p2": {"hf_id": "EleutherAI/pythia-14m", "init": "random"}},
+            "ablation": {"models": ["tiny"]}}
+
+
+@pytest.mark.slow
+def test_preflight_lists_every_missing_model_before_any_job(repo, tmp_path):
+    dry = _run_snakemake(repo, tmp_path, UNCACHED, "-n")
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0
+    assert "2 model(s) are not in the local Hugging Face cache" in out
+    assert "p1: EleutherAI/pythia-14m (missing: config.json, weights, tokenizer)" in out
+    assert "p2: EleutherAI/pythia-14m (missing: config.json, tokenizer)" in out   # random init: no weights
+    assert f"snakemake download_models --cores 1 --configfile {tmp_path / 'c.yaml'}" in out
+    run = _run_snakemake(repo, tmp_path, UNCACHED, "--cores", "1")
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "stopped before any job ran" in out and "p1:" in out and "p2:" in out
+    assert not (tmp_path / "results").exists()                     # no job ran
+    # a run that needs none of them (one target of the built-in model) is not stopped
+    ok = _run_snakemake(repo, tmp_path, UNCACHED, "--cores", "1", "results/tiny/activations.npz")
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]
+
+
+@pytest.mark.slow
+def test_failed_job_prints_one_clear_cause_and_a_finished_run_names_summary_and_report(repo, tmp_path):
+    not_a_model = tmp_path / "not-a-model"
+    not_a_model.mkdir()
+    (not_a_model / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10}))
+    bad = _run_snakemake(repo, tmp_path, {"models": {"m": {"hf_id": "x/y", "local_path": str(not_a_model)}}},
+                         "--cores", "1", "results/m/activations.npz")
+    out = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert re.search(r"synergy-core: rule extract_activations \(model=m\) failed: ModelUnavailableError: "
+                     r"model \S*not-a-model: local_path .* is not a loadable", out), out[-3000:]
+    assert "full traceback: results/logs/extract_activations/m.log" in out
+    assert "Traceback" not in out                                   # it is in the log
+    assert "Traceback" in (tmp_path / "results/logs/extract_activations/m.log").read_text()
+    good = _run_snakemake(repo, tmp_path, {"models": {"m": {"hf_id": "builtin:tiny-llama"}},
+                                           "results_dir": "out/run1"},
+                          "--cores", "2")
+    out = good.stdout + good.stderr
+    assert good.returncode == 0, out[-3000:]
+    assert "The verdict table: out/run1/summary.tsv" in out
+    assert f"snakemake --report out/run1/report.html --configfile {tmp_path / 'c.yaml'}" in out
+    assert (tmp_path / "out/run1/summary.tsv").is_file() and not (tmp_path / "results/summary.tsv").exists()
+    # the outputs record their paths below results_dir: a renamed results directory reads
+    (tmp_path / "out/run1").rename(tmp_path / "out/kept")
+    read_table(tmp_path / "out/kept/m/ablation/kl_long.tsv")

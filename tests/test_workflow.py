@@ -29,13 +29,13 @@ def test_dry_run_of_demo_lists_the_whole_pipeline(repo):
     out = snakemake(repo, "-n", "--forceall", "--configfile", "config/demo.yaml").stdout
     for model in ("tiny-neox-step0", "tiny-neox-step30", "tiny-neox-step150", "tiny-neox-random",
                   "tiny-llama"):
-        assert f"results/{model}/activations.npz" in out
-        assert f"results/{model}/phiid/chunks/n3/chunk_2.npz" in out
-        assert f"results/{model}/stats/profile_scores.tsv" in out
-    assert "results/tiny-neox-step150/ablation/kl_long.tsv" in out
-    assert "results/tiny-neox-random/ablation" not in out   # random twins are not ablated
-    assert "results/figures/fig3a_progression_tiny-neox.png" in out
-    assert "results/summary.tsv" in out
+        assert f"results/demo/{model}/activations.npz" in out
+        assert f"results/demo/{model}/phiid/chunks/n3/chunk_2.npz" in out
+        assert f"results/demo/{model}/stats/profile_scores.tsv" in out
+    assert "results/demo/tiny-neox-step150/ablation/kl_long.tsv" in out
+    assert "results/demo/tiny-neox-random/ablation" not in out   # random twins are not ablated
+    assert "results/demo/figures/fig3a_progression_tiny-neox.png" in out
+    assert "results/demo/summary.tsv" in out
 
 
 def test_bad_config_fails_before_any_job(repo, tmp_path):

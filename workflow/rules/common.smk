@@ -10,6 +10,7 @@
 #   merge: changing n_chunks changes which chunk files exist but not one merged byte, and with
 #   the rerun triggers of profiles/default (no `input` trigger) it reruns nothing. The merge's
 #   params therefore carry everything the merged numbers depend on, the chunk code included.
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,10 +25,13 @@ from synergy_core.config import (
     ablated_models,
     export_environment,
     load_yaml_strict,
+    missing_models,
+    missing_models_message,
     model_spec,
     paired_comparisons,
     validate_config,
 )
+from synergy_core.io import RESULTS_ENV
 from synergy_core.stages.phiid import NUMERIC_SETTINGS
 
 for _path in workflow.overwrite_configfiles or workflow.configfiles:
@@ -39,7 +43,10 @@ export_environment(config, WORKFLOW_DIR)
 
 MODELS = list(config["models"])
 ABLATED = ablated_models(config)
-RESULTS = "results"
+RESULTS = config["results_dir"].rstrip("/")
+# every job records its outputs' paths relative to it (synergy_core.io), so a renamed results
+# directory stays readable
+os.environ[RESULTS_ENV] = RESULTS
 # Training-progression groups: families with two or more revisions.
 FAMILIES = {}
 for _name, _spec in config["models"].items():
@@ -136,3 +143,34 @@ def all_outputs():
         + [f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS]
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
     )
+
+
+# Preflight: hub models missing from the local cache. Listed as a warning when the workflow is
+# parsed (also by `snakemake -n`), and the run stops before its first job (onstart, in the
+# Snakefile) if a job that is about to run needs one of them.
+MISSING_MODELS = missing_models(config)
+CONFIGFILES = list(workflow.overwrite_configfiles or [])
+if MISSING_MODELS and workflow.is_main_process:
+    logger.warning(
+        "synergy-core: "
+        + missing_models_message(MISSING_MODELS, config, CONFIGFILES)
+        + "\n(a run stops before its first job if a job it would run needs one of them)"
+    )
+MODEL_LOADING_RULES = ("extract_activations", "ablate_heads")
+
+
+def stop_if_models_missing(jobs):
+    """Called by onstart with the jobs about to run: stop, before any job, when one of them
+    loads a model that is not in the cache."""
+    needed = {j.wildcards["model"] for j in jobs if j.rule.name in MODEL_LOADING_RULES}
+    missing = {m: w for m, w in MISSING_MODELS.items() if m in needed}
+    if missing:
+        raise SystemExit(
+            "synergy-core: stopped before any job ran.\n"
+            + missing_models_message(missing, config, CONFIGFILES)
+        )
+
+
+def report_command():
+    configfiles = " ".join(f"--configfile {c}" for c in CONFIGFILES)
+    return f"snakemake --report {RESULTS}/report.html {configfiles}".rstrip()

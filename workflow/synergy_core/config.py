@@ -33,8 +33,9 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 
 
 #: Names under results/ that the workflow writes itself: no model or family may take them.
-RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "summary.tsv", "report.html",
-                            "README.md", "comparisons"})
+RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "summary.tsv", "summary.json",
+                            "report.html", "README.md", "comparisons",
+                            "demo"})  # the demo's results_dir is results/demo
 
 
 class ConfigError(ValueError):
@@ -374,6 +375,59 @@ def paired_comparisons(config: dict, families: dict[str, list[str]]) -> list[tup
         ordered = sorted(members, key=step)
         out.append((ordered[-1], ordered[0], "first"))
     return out
+
+
+#: Files that make a hub model loadable offline: its config, one form of weights (not needed
+#: for a random initialisation) and a tokenizer.
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def missing_from_cache(spec: dict, hf_home: str | None) -> list[str]:
+    """What of a hub model is not in the local cache (``[]``: it loads offline): any of
+    ``config.json``, ``weights``, ``tokenizer``. Built-in and ``local_path`` models: ``[]``.
+    Reads the cache layout only (no network, no huggingface_hub import)."""
+    if is_builtin(spec["hf_id"]) or spec.get("local_path"):
+        return []
+
+    def cached(*names):
+        return any(hub_cache_file(spec["hf_id"], n, spec.get("revision"), hf_home) for n in names)
+
+    missing = [] if cached("config.json") else ["config.json"]
+    if spec.get("init", "pretrained") != "random" and not cached(*WEIGHT_FILES):
+        missing.append("weights")
+    if not cached(*TOKENIZER_FILES):
+        missing.append("tokenizer")
+    return missing
+
+
+def missing_models(config: dict) -> dict[str, list[str]]:
+    """``{model: what is missing}`` for every configured model that cannot load offline."""
+    out = {}
+    for name, spec in config["models"].items():
+        missing = missing_from_cache(spec, config.get("hf_home"))
+        if missing:
+            out[name] = missing
+    return out
+
+
+def missing_models_message(missing: dict[str, list[str]], config: dict, configfiles=()) -> str:
+    """The preflight's message: every missing model and the one command that fetches them all."""
+    import shlex
+
+    lines = [f"{len(missing)} model(s) are not in the local Hugging Face cache, and no job downloads:"]
+    for name, what in missing.items():
+        spec = config["models"][name]
+        rev = f" revision {spec['revision']}" if spec.get("revision") else ""
+        lines.append(f"  {name}: {spec['hf_id']}{rev} (missing: {', '.join(what)})")
+    command = ["snakemake", "download_models", "--cores", "1"]
+    if configfiles:
+        command += ["--configfile", *map(str, configfiles)]
+    lines.append("Fetch them all where the network is (on a cluster: the login node), with the same "
+                 "hf_home/HF_HOME:")
+    lines.append(f"  {shlex.join(command)}")
+    return "\n".join(lines)
 
 
 def _cached_heads(spec: dict, hf_home: str | None) -> int | None:

@@ -122,16 +122,31 @@ def _rel(path: str | os.PathLike, start: str | os.PathLike | None = None) -> str
     return os.path.relpath(os.path.abspath(path), None if start is None else os.path.abspath(start))
 
 
-def _written_here(path: Path, recorded: str) -> bool:
-    """Whether ``path`` is the file recorded as ``recorded`` (relative to the writer's working
-    directory, e.g. ``results/m/ranking/heads.tsv``): below its first directory (the results
-    directory) the recorded path must be the tail of this one, so a renamed results directory,
-    a moved project or another working directory still match, and another model's file does
-    not."""
+#: The environment variable naming the results directory (set by the workflow for every job):
+#: files under it record their path relative to it.
+RESULTS_ENV = "SYNERGY_CORE_RESULTS"
+
+
+def _recorded_path(path: Path) -> tuple[str, bool]:
+    """``(path as recorded, whether it is relative to the results directory)``."""
+    root = os.environ.get(RESULTS_ENV)
+    if root:
+        rel = _rel(path, root)
+        if not rel.startswith(os.pardir):
+            return rel, True
+    return _rel(path), False
+
+
+def _written_here(path: Path, recorded: str, below_results: bool) -> bool:
+    """Whether ``path`` is the file recorded as ``recorded``: its path below the results
+    directory (``m/ranking/heads.tsv``) must be the tail of this one, so a renamed results
+    directory, a moved project or another working directory still match, and another model's
+    file does not. A path recorded relative to the working directory (outside a workflow run)
+    is matched below its first directory."""
     tail = list(Path(recorded).parts)
     while tail and tail[0] in ("..", "."):
         tail.pop(0)
-    if len(tail) > 1:
+    if len(tail) > 1 and not below_results:
         tail.pop(0)
     parts = Path(os.path.abspath(path)).parts
     return bool(tail) and list(parts[-len(tail):]) == tail
@@ -199,7 +214,8 @@ def _valid_record(path: Path, record) -> dict:
 
 
 def _record(path: Path, digest: str, made_from, **extra) -> dict:
-    return dict(format=RECORD_FORMAT, digest=digest, path=_rel(path),
+    recorded, below_results = _recorded_path(path)
+    return dict(format=RECORD_FORMAT, digest=digest, path=recorded, below_results=below_results,
                 made_from={_rel(p, path.parent): recorded_digest(p) for p in (made_from or ())},
                 **extra)
 
@@ -210,7 +226,7 @@ def _check_record(path: Path, record, digest: str) -> None:
     if record["digest"] != digest:
         raise CorruptOutputError(f"{path}: its content does not match its record (damaged, "
                                  f"truncated or edited after it was written); {_FIX}")
-    if not _written_here(path, str(record.get("path"))):
+    if not _written_here(path, record["path"], bool(record.get("below_results"))):
         raise CorruptOutputError(f"{path}: this file was written as {record['path']} (another "
                                  f"model's file, or copied from elsewhere; read it with "
                                  f"verify=False to inspect it anyway); {_FIX}")

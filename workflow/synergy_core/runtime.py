@@ -37,6 +37,38 @@ def limit_threads(n: int, uses_torch: bool = False) -> None:
         torch.set_num_threads(n)
 
 
+#: Errors whose message is written for the user (the fix included): shown whole on the console.
+USER_ERRORS = ("ConfigError", "CorruptOutputError", "ModelUnavailableError", "ValueError")
+
+
+def console_message(snakemake, exc: BaseException) -> str:
+    """What the console shows of a failed job: the rule, its wildcards and the cause (the
+    message of the workflow's own errors whole, of others the first line), and where the full
+    traceback is."""
+    lines = [line for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
+    if type(exc).__name__ not in USER_ERRORS:
+        lines = lines[:1]
+    wildcards = ", ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items())
+    where = f" ({wildcards})" if wildcards else ""
+    text = f"synergy-core: rule {snakemake.rule}{where} failed: {type(exc).__name__}: " + "\n".join(lines)
+    if snakemake.log:
+        text += f"\n  full traceback: {snakemake.log[0]}"
+    return text
+
+
+def _console_excepthook(snakemake):
+    """The traceback goes to the job's log (stderr is the log); the console, which Snakemake
+    shows, gets :func:`console_message` instead of Snakemake's bare CalledProcessError."""
+    def hook(exc_type, exc, tb):
+        sys.__excepthook__(exc_type, exc, tb)          # to sys.stderr: the log
+        try:
+            sys.__stderr__.write(console_message(snakemake, exc) + "\n")
+            sys.__stderr__.flush()
+        except Exception:  # pragma: no cover - a closed console must not hide the error
+            pass
+    return hook
+
+
 def start_rule(snakemake, uses_torch: bool = False, offline: bool = True) -> logging.Logger:
     """Set up a rule script: logging (and stderr) to the rule's log, threads, hub offline."""
     if offline:
@@ -54,6 +86,7 @@ def start_rule(snakemake, uses_torch: bool = False, offline: bool = True) -> log
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
     limit_threads(snakemake.threads, uses_torch)
+    sys.excepthook = _console_excepthook(snakemake)
     log = logging.getLogger(f"synergy_core.rule.{snakemake.rule}")
     log.info("rule %s, wildcards %s, threads %d", snakemake.rule, dict(snakemake.wildcards),
              snakemake.threads)
