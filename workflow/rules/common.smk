@@ -149,7 +149,11 @@ def all_outputs():
 # parsed (also by `snakemake -n`), and the run stops before its first job (onstart, in the
 # Snakefile) if a job that is about to run needs one of them.
 MISSING_MODELS = missing_models(config)
-CONFIGFILES = list(workflow.overwrite_configfiles or [])
+# the --configfile options as the user would type them here (Snakemake makes them absolute)
+CONFIGFILES = [
+    c if os.path.relpath(c).startswith("..") else os.path.relpath(c)
+    for c in map(str, workflow.overwrite_configfiles or [])
+]
 if MISSING_MODELS and workflow.is_main_process:
     logger.warning(
         "synergy-core: "
