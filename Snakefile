@@ -45,8 +45,9 @@ onstart:
 
 onsuccess:
     print(
-        f"\nsynergy-core: done. The verdict table: {RESULTS}/summary.tsv (columns: README, "
-        f"'Reading the summary'); figures: {RESULTS}/figures/ and {RESULTS}/<model>/figures/.\n"
+        f"\nsynergy-core: done. The verdict table: {RESULTS}/summary.tsv (the same with every "
+        f"column's meaning: summary.json, summary.html); figures: {RESULTS}/figures/ and "
+        f"{RESULTS}/<model>/figures/.\n"
         f"The HTML report with every figure and table: {report_command()}"
     )
 

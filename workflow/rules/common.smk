@@ -142,6 +142,7 @@ def all_outputs():
         + expand(f"{RESULTS}/figures/fig3a_progression_{{family}}.png", family=FAMILIES)
         + [f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS]
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
+        + [f"{RESULTS}/summary.json", f"{RESULTS}/summary.html"]
     )
 
 

@@ -1,5 +1,6 @@
 # Statistics beyond the paper (bootstrap CIs, split halves, surrogate null, graphs, categories)
-# and the one-row-per-model verdict table. Their figures are in plots.smk.
+# and the one-row-per-model verdict table (TSV, JSON, and HTML pages of it and of each model's key
+# tables for the report). Their figures are in plots.smk.
 
 
 rule model_stats:
@@ -69,11 +70,50 @@ rule summary:
         ablation_json=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.json", model=ABLATED),
         comparisons=[f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS],
     output:
-        report(
+        # the TSV and JSON for analysis; the HTML pages show the tables inside the report (which
+        # offers a TSV only as a download), each model's next to its TSV
+        tsv=report(
             f"{RESULTS}/summary.tsv",
             caption="../report/summary.rst",
             category="0. Summary",
         ),
+        json=report(
+            f"{RESULTS}/summary.json",
+            caption="../report/summary.rst",
+            category="0. Summary",
+        ),
+        html=report(
+            f"{RESULTS}/summary.html",
+            caption="../report/summary.rst",
+            category="0. Summary",
+        ),
+        scores_html=[
+            report(
+                f"{RESULTS}/{m}/stats/profile_scores.html",
+                caption="../report/profile_scores.rst",
+                category="5. Statistics",
+                subcategory=m,
+            )
+            for m in MODELS
+        ],
+        graphs_html=[
+            report(
+                f"{RESULTS}/{m}/stats/graphs.html",
+                caption="../report/graphs_table.rst",
+                category="5. Statistics",
+                subcategory=m,
+            )
+            for m in MODELS
+        ],
+        ablation_html=[
+            report(
+                f"{RESULTS}/{m}/ablation/auc_ci.html",
+                caption="../report/ablation_ci.rst",
+                category="3. Ablation",
+                subcategory=m,
+            )
+            for m in ABLATED
+        ],
     log:
         f"{RESULTS}/logs/summary.log",
     conda:

@@ -1,13 +1,18 @@
-"""Rule summary: the verdict table, one row per model."""
+"""Rule summary: the verdict table, one row per model (TSV, JSON, HTML), and the HTML renderings
+of each model's key tables for the report."""
 from synergy_core.runtime import start_rule
-from synergy_core.stages.summary import build_summary
+from synergy_core.stages.summary import build_summary, write_model_tables
 
 start_rule(snakemake)
-inp, params = snakemake.input, snakemake.params
+inp, out, params = snakemake.input, snakemake.output, snakemake.params
 models = {m: dict(spec=params.specs[m], diagnostics=d, scores=s, stats=j, graphs=g)
           for m, d, s, j, g in zip(params.models, inp.diagnostics, inp.scores, inp.stats, inp.graphs)}
 for m, tsv, js in zip(params.ablated, inp.ablation, inp.ablation_json):
     models[m].update(ablation=tsv, ablation_json=js)
 for (m, other, kind), tsv in zip(params.comparisons, inp.comparisons):
     models[m].setdefault("comparisons", {})[kind] = dict(other=other, path=tsv)
-build_summary(models, snakemake.output[0])
+build_summary(models, out.tsv, out.json, out.html)
+tables = {m: dict(profile_scores=s, graphs=g) for m, s, g in zip(params.models, out.scores_html, out.graphs_html)}
+for m, html in zip(params.ablated, out.ablation_html):
+    tables[m]["auc_ci"] = html
+write_model_tables(models, tables)

@@ -33,7 +33,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 
 
 #: Names under results/ that the workflow writes itself: no model or family may take them.
-RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "summary.tsv", "summary.json",
+RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "summary.tsv", "summary.json", "summary.html",
                             "report.html", "README.md", "comparisons",
                             "demo"})  # the demo's results_dir is results/demo
 

@@ -227,13 +227,19 @@ def inverted_u_score(syn_red, layer, n_layers: int) -> dict:
 def one_sided_p(real: float, null, score: str) -> float:
     """``(1 + k) / (1 + n)``: ``n`` finite null draws, ``k`` of them at least as extreme as
     ``real`` in the inverted-U direction (``>=`` for ``mid_minus_outer``, ``<=`` for
-    ``quad_coef``). NaN if ``real`` is NaN."""
+    ``quad_coef``). NaN if ``real`` is NaN.
+
+    A draw within 1e-9 (relative) of ``real`` counts as a tie: the null scores are computed by
+    another summation path than the real one, so an arrangement equal to the real one differs
+    from it by rounding, and counting it as less extreme pushed p below its floor (with few
+    layers, where most draws tie)."""
     sign = _DIRECTION[score]
     z = np.asarray(null, dtype=np.float64)
     z = z[np.isfinite(z)]
     if not np.isfinite(real):
         return np.nan
-    return float((1 + np.sum(sign * z >= sign * real)) / (1 + z.size))
+    tol = 1e-9 * max(1.0, abs(real))
+    return float((1 + np.sum(sign * z >= sign * real - tol)) / (1 + z.size))
 
 
 # --------------------------------------------------------------------------------------

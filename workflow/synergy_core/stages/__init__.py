@@ -13,8 +13,8 @@ phiid      phiid.smk                   phiid.*                         test_phii
 rank       rank.smk                    ranking                         test_ranking.py, test_stages.py
 ablate     ablate.smk, stats.smk       ablation, ablation_curves       test_ablation.py, test_stats.py
 stats      stats.smk                   stats, graphs                   test_stats.py, test_graphs.py
-plots      plots.smk                   plots                           test_stages.py
-summary    stats.smk (rule summary)    -                               test_stages.py
+plots      plots.smk                   plots                           test_figures.py
+summary    stats.smk (rule summary)    report_tables                   test_summary.py
 compare    compare.smk                 comparisons                     test_stages.py
 =========  ==========================  ==============================  ==============================
 

@@ -1,40 +1,304 @@
-"""Summary stage: the verdict table, one row per model, numbers only.
+"""Summary stage: the verdict table, one row per model, one number (or word) per cell.
 
-Every interval is two columns (``<x>_ci_low``, ``<x>_ci_high``) and every p-value one column
-(``<x>_p...``) next to the resolution it has (the number of permutations or surrogates behind
-it). The verdict columns apply the documented rules below at ``ALPHA``; the README's "Reading the
-summary" explains each column, its null and its calibration (tests/benchmarks/calibration.py).
+Outputs (rule ``summary``):
+
+* ``summary.tsv``: every interval is two columns (``<x>_ci_low``, ``<x>_ci_high``), every p-value
+  one column (``<x>_p`` or ``<x>_p_<test>``) with its floor beside it (``<p>_floor``: the
+  smallest value that test can give, its resolution), counts as integers. **Precision**: every
+  non-integer number is written with 6 significant digits (``%.6g``), counts as integers, a
+  missing or non-finite value as an empty cell.
+* ``summary.json``: the same table, ``{"columns": {name: meaning}, "rows": [{name: value}]}``,
+  numbers at full precision (float64, shortest round-trip form), a missing value as ``null``.
+* ``summary.html``: the same table for the report (3 significant digits), the verdict table
+  first, every column with its meaning (:mod:`synergy_core.report_tables`).
+* per model, HTML renderings of ``stats/profile_scores.tsv``, ``stats/graphs.tsv`` and
+  ``ablation/auc_ci.tsv`` with their column explanations (:func:`write_model_tables`).
+
+:data:`COLUMN_DOCS` is the one owner of the columns' meanings: the JSON's ``columns``, the HTML's
+explanations and README "Reading the summary" (:func:`readme_table`, checked by
+``tests/test_summary.py``) all come from it. The verdict columns apply :data:`VERDICTS` at
+:data:`ALPHA`.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+
 import numpy as np
 import pandas as pd
 
-from ..io import read_json, read_table, write_table
+from .. import report_tables
+from ..io import read_json, read_table, write_json, write_table, write_text
+
+log = logging.getLogger(__name__)
 
 #: Level of every verdict.
 ALPHA = 0.05
+#: Significant digits of non-integer numbers in summary.tsv (the JSON keeps full precision).
+TSV_DIGITS = 6
+VERDICT_VALUES = ("supported", "not supported", "inconclusive")
 QUANTITY_PREFIX = {"syn_red": "", "synergy": "synergy_rank_", "redundancy": "redundancy_rank_"}
 GRAPH_METRICS = ("global_efficiency", "modularity")
 
+#: One claim per verdict column: the p-value column that decides it (its floor is
+#: ``<p>_floor``), the estimate it tests (shown beside the verdict in the report), the claim, and
+#: what an empty cell means.
+VERDICTS = {
+    "verdict_inverted_u": dict(
+        p="mid_minus_outer_p_layer_perm", estimate="mid_minus_outer",
+        claim="the layer profile of syn_red is an inverted U over depth (synergistic middle "
+              "layers; for a random-init twin the paper expects `not supported`)",
+        empty=None),
+    "verdict_ablation": dict(
+        p="ratio_synergistic_random_p", estimate="ratio_synergistic_random",
+        claim="removing the most synergistic heads first damages the model more than removing "
+              "heads in random orders",
+        empty="the model is not ablated (`ablation.models`)"),
+}
 
-def _verdict(p: float, resolution: float) -> str:
+
+def _verdict_meaning(name: str) -> str:
+    v = VERDICTS[name]
+    text = (f"`supported` if `{v['p']}` <= {ALPHA} and its floor `{v['p']}_floor` <= {ALPHA}; "
+            f"`inconclusive` if that floor is above {ALPHA} (the test cannot reach {ALPHA}) or "
+            f"`{v['p']}` is missing; else `not supported`. Claim: {v['claim']}.")
+    if v["empty"]:
+        text += f" Empty: {v['empty']}."
+    return text
+
+
+#: What a placeholder in a :data:`COLUMN_DOCS` name stands for (a regular expression).
+PLACEHOLDERS = {
+    "<score>": r"(?:synergy_rank_|redundancy_rank_)?(?:mid_minus_outer|quad_coef)",
+    "<variant>": r"(?:thresholded|weighted)",
+    "<network>": r"(?:synergy|redundancy)",
+    "<metric>": r"(?:global_efficiency|modularity)",
+    "<order>": r"(?:synergistic|redundant)",
+    "<kind>": r"(?:random|first)",
+    "<x>": r"(?P<x>.+)",        # any documented column (generic entries, resolved last)
+    "<p>": r"(?P<p>.+)",        # any documented p-value column
+}
+#: Sections of the table, in column order (the HTML groups rows by them; columns no entry
+#: documents would come last, under "other").
+SECTIONS = {
+    "identity": "Model",
+    "verdicts": "Verdicts",
+    "diagnostics": "Size and diagnostics",
+    "inverted_u": "Inverted U (layer profile)",
+    "graphs": "Graph analysis",
+    "ablation": "Ablation",
+    "comparisons": "Paired comparisons",
+}
+_LAYER_NULL = "whole layers exchangeable over depth"
+_GRAPH_NET = ("graph_<variant>_<network>_<metric>")
+_GRAPH_DIFF = ("graph_<variant>_synergy_minus_redundancy_<metric>")
+
+
+def _doc(section, kind, meaning, null="", calibration="", floor=""):
+    return dict(section=section, kind=kind, meaning=meaning, null=null, calibration=calibration,
+                floor=floor)
+
+
+#: Every column of the summary: name (with placeholders) -> ``section``, ``kind`` (``str``,
+#: ``int``, ``float``, ``p``, ``verdict``), ``meaning``, the ``null`` of its test and its measured
+#: ``calibration`` (README "Calibration"), and for p-values how its ``floor`` arises. Entries
+#: whose name holds ``<x>`` or ``<p>`` apply to any documented column ``x`` / p-value ``p``.
+COLUMN_DOCS = {
+    "model": _doc("identity", "str", "the model's name in the config (an entry with `revisions` "
+                  "becomes one model per checkpoint, `<entry>-<revision>`)"),
+    "family": _doc("identity", "str", "the config entry it comes from (`family`): the checkpoints "
+                   "of one training progression share it"),
+    "hf_id": _doc("identity", "str", "the Hugging Face model id (`builtin:...`: a built-in "
+                  "offline model)"),
+    "revision": _doc("identity", "str", "the checkpoint (hub revision); empty: the default branch"),
+    "init": _doc("identity", "str", "`pretrained` (the checkpoint's weights) or `random` (the "
+                 "same architecture, freshly initialised)"),
+    "random_twin": _doc("identity", "str", "on a trained model's row: its random-init twin (the "
+                        "first `init: random` model with the same `hf_id`), the model its "
+                        "`vs_random_*` columns compare with; empty when it has none"),
+    "random_twin_of": _doc("identity", "str", "on a random-init twin's row: the family of the "
+                           "trained models whose `random_twin` it is (families joined by `,` in "
+                           "the rare case of several); empty on other rows"),
+    "verdict_inverted_u": _doc("verdicts", "verdict", _verdict_meaning("verdict_inverted_u")),
+    "verdict_ablation": _doc("verdicts", "verdict", _verdict_meaning("verdict_ablation")),
+    "heads": _doc("diagnostics", "int", "attention heads analysed (all layers)"),
+    "layers": _doc("diagnostics", "int", "layers"),
+    "prompts": _doc("diagnostics", "int", "prompts analysed"),
+    "nan_cells": _doc("diagnostics", "int", "degenerate (pair, prompt) cells: PhiID undefined "
+                      "there, skipped by the prompt mean"),
+    "unranked_heads": _doc("diagnostics", "int", "heads with no valid score (every pair "
+                           "degenerate)"),
+    "synergy_redundancy_spearman": _doc("diagnostics", "float", "Spearman correlation of "
+                                        "per-head synergy and redundancy: near 1, syn_red rests "
+                                        "on a small residual"),
+    "synergy_redundancy_pearson": _doc("diagnostics", "float", "the same, Pearson"),
+    "<score>": _doc(
+        "inverted_u", "float",
+        "inverted-U score of the layer profile: `mid_minus_outer` = mean of the heads in the "
+        "middle third of depth minus the outer thirds (> 0: synergistic middle), `quad_coef` = "
+        "coefficient of depth^2 of a quadratic fit to the layer means (< 0: inverted U); of "
+        "syn_red, or with the prefix `synergy_rank_` / `redundancy_rank_` of that rank alone. "
+        "Its interval (`_ci_low`, `_ci_high`): the estimate -+ the 95% quantile of the "
+        "layer-permutation null's absolute value, so it excludes 0 exactly when the two-sided "
+        "permutation test rejects",
+        _LAYER_NULL, "interval excludes 0 in 5.3% [3.1, 8.5] (mid_minus_outer) and 6.0% "
+        "[3.6, 9.3] (quad_coef) of 300 null data sets"),
+    "<score>_p_layer_perm": _doc(
+        "inverted_u", "p", "the inverted-U test: one-sided p-value from permuting whole layers "
+        "over depth (`mid_minus_outer`'s decides `verdict_inverted_u`)",
+        _LAYER_NULL, "3.7-6.2% at alpha 0.05, every binomial interval contains 5%; power 95-100%",
+        "1/(1 + `n_layer_perm`), and at least 1 / (the distinct values over layer arrangements: "
+        "C(L, m) middle-layer sets for mid_minus_outer, L!/2 for quad_coef)"),
+    "n_layer_perm": _doc("inverted_u", "int", "layer permutations behind every `_p_layer_perm`"),
+    "<score>_p_surrogate": _doc(
+        "inverted_u", "p", "does the profile need timing between heads? one-sided p-value "
+        "against trimmed-shift surrogates; empty with `stats.n_surrogates: 0`",
+        "heads independent, each keeping its autocorrelation",
+        "5.0% (4,000 data sets); rank quantities about 2% (ties)", "1/(1 + `n_surrogates`)"),
+    "n_surrogates": _doc("inverted_u", "int", "surrogates behind every `_p_surrogate`"),
+    "split_half_reliability": _doc("inverted_u", "float", "Spearman-Brown reliability of the "
+                                   "syn_red ranking between random prompt halves"),
+    "split_half_r": _doc("inverted_u", "float", "the mean half-sample Spearman r behind it"),
+    _GRAPH_NET: _doc(
+        "graphs", "float", "graph metric of the synergy or redundancy network (variant "
+        "`thresholded`: the top `stats.graph_fraction` of pairs as binary edges, `weighted`: pair "
+        "values as edge weights); `global_efficiency` (integration) or Louvain `modularity`"),
+    f"{_GRAPH_NET}_null_low": _doc("graphs", "float", "lower end of the null band: the metric "
+                                   "with the pair values shuffled among the pairs (not a "
+                                   "confidence interval)"),
+    f"{_GRAPH_NET}_null_high": _doc("graphs", "float", "upper end of that null band"),
+    f"{_GRAPH_NET}_p_null": _doc(
+        "graphs", "p", "two-sided permutation p-value against the null band: more or less "
+        "integrated than a random arrangement of the same values",
+        "pair values exchangeable among pairs", "3.4-6.6% per row, pooled 4.7% (see Calibration)",
+        "1/(1 + the null draws, `stats.n_null_graph`)"),
+    _GRAPH_DIFF: _doc("graphs", "float", "the synergy network's metric minus the redundancy "
+                      "network's, paired by prompt (its bootstrap t interval stays in graphs.tsv, "
+                      "descriptive: up to 7% false positives)"),
+    f"{_GRAPH_DIFF}_p": _doc(
+        "graphs", "p", "two-sided exact sign-flip p-value of the difference over K random "
+        "folds of prompts", "each prompt's synergy and redundancy vectors exchangeable",
+        "2.7-7.0% per row, pooled 4.25-5.0% (see Calibration)", "2/2^K, K = `_n_folds`"),
+    f"{_GRAPH_DIFF}_n_folds": _doc("graphs", "int", "K: the folds with a finite difference "
+                                   "behind `_p`"),
+    "ratio_<order>_random": _doc(
+        "ablation", "float", "ablation area under the KL curve of the synergistic-first "
+        "(redundant-first) order over the median area of the random orders (> 1: more damaging "
+        "than random); its interval covers (prompt resample, random order) pairs",
+        "the ranked order is one more random order", "interval excludes 1 in 1.8-3.9%"),
+    "ratio_<order>_random_p": _doc(
+        "ablation", "p", "rank p-value, one-sided \"more damaging than random\": "
+        "(1 + #random areas >= ranked) / (1 + `ablation_n_random`)",
+        "the ranked order is one more random order", "4.2-5.4%; power 97-100%",
+        "1/(1 + `ablation_n_random`)"),
+    "ablation_n_random": _doc("ablation", "int", "random orders behind the rank test"),
+    "frac_random_beaten": _doc("ablation", "float", "share of the random orders whose area is "
+                               "below the synergistic-first area"),
+    "ablation_n_nonfinite_kl": _doc("ablation", "int", "KL values that were inf or NaN"),
+    "ablation_n_prompts_excluded": _doc("ablation", "int", "prompts left out of every ablation "
+                                        "curve because of them (all orders stay paired on the "
+                                        "same prompts)"),
+    "vs_<kind>_model": _doc("comparisons", "str", "the other model of a paired comparison: "
+                            "`vs_random_*` this model minus its random-init twin, `vs_first_*` "
+                            "this (final) checkpoint minus its family's first"),
+    "vs_<kind>_<score>": _doc(
+        "comparisons", "float", "the paired difference of the inverted-U score, this model "
+        "minus `vs_<kind>_model` on the same prompts; its interval excludes 0 exactly when the "
+        "label-swap test rejects", "the two models' per-prompt PhiID exchangeable",
+        "interval 5.0% [2.8, 8.1]"),
+    "vs_<kind>_<score>_p": _doc(
+        "comparisons", "p", "two-sided label-swap permutation p-value (each prompt's two models "
+        "swapped with probability 1/2)", "the two models' per-prompt PhiID exchangeable",
+        "3.3% [1.6, 6.0]; power 82-85%", "1/(1 + `vs_<kind>_n_permutations`)"),
+    "vs_<kind>_n_permutations": _doc("comparisons", "int", "label swaps behind `vs_<kind>_*_p`"),
+    "<x>_ci_low": _doc("", "float", "lower end of the interval of `{x}` (level `stats.ci`, 95% "
+                       "by default; how it is built: see `{x}`)"),
+    "<x>_ci_high": _doc("", "float", "upper end of the interval of `{x}`"),
+    "<p>_floor": _doc("", "float", "the smallest value the p-value `{p}` can take, its "
+                      "resolution: {floor}. A p at its floor reads \"p <= floor\"; a verdict "
+                      "whose p has a floor above 0.05 is `inconclusive`"),
+}
+
+
+def _compile(name: str) -> re.Pattern:
+    rx = re.escape(name)
+    for placeholder, sub in PLACEHOLDERS.items():
+        rx = rx.replace(re.escape(placeholder), sub)
+    return re.compile(rx + r"\Z")
+
+
+_PATTERNS = {name: _compile(name) for name in COLUMN_DOCS}
+
+
+def column_doc(column: str) -> dict | None:
+    """The :data:`COLUMN_DOCS` entry that documents ``column`` (with ``name``: the entry's key,
+    and its meaning filled in for the column), or None when no entry does. An entry for
+    ``<x>_...`` applies only when ``x`` is documented itself, ``<p>_floor`` only when ``p`` is a
+    p-value."""
+    for name, rx in _PATTERNS.items():
+        m = rx.match(column)
+        if not m:
+            continue
+        groups = m.groupdict()
+        base = column_doc(groups.get("x") or groups.get("p") or "") if groups else None
+        if groups and (base is None or ("p" in groups and base["kind"] != "p")):
+            continue
+        doc = dict(COLUMN_DOCS[name], name=name)
+        if base is not None:
+            doc["section"] = base["section"]
+            doc["meaning"] = doc["meaning"].format(x=groups.get("x"), p=groups.get("p"),
+                                                   floor=base["floor"])
+        return doc
+    return None
+
+
+def readme_table() -> str:
+    """The table of README "Reading the summary", made from :data:`COLUMN_DOCS` (markdown)."""
+    lines = ["| column | meaning | null of the test | calibration |", "|---|---|---|---|"]
+    for name, d in COLUMN_DOCS.items():
+        meaning = d["meaning"].replace("{x}", "<x>").replace("{p}", "<p>")
+        meaning = meaning.replace("{floor}", "1/(1 + the draws behind it), see each p-value")
+        if d["floor"]:
+            meaning += f"; floor (`{name}_floor`): {d['floor']}"
+        lines.append(f"| `{name}` | {meaning} | {d['null']} | {d['calibration']} |")
+    return "\n".join(lines)
+
+
+# --- building the rows ----------------------------------------------------------------------
+
+def _verdict(p: float, floor: float) -> str:
     """``supported`` when ``p <= ALPHA``; ``inconclusive`` when the test cannot reach ``ALPHA``
-    (its smallest possible p is above it) or p is NaN; else ``not supported``."""
-    if not np.isfinite(p) or resolution > ALPHA:
+    (its floor is above it) or p is missing; else ``not supported``."""
+    if not np.isfinite(p) or not np.isfinite(floor) or floor > ALPHA:
         return "inconclusive"
     return "supported" if p <= ALPHA else "not supported"
 
 
-def _profile_columns(row: dict, scores: pd.DataFrame) -> None:
+def _resolution(n) -> float:
+    """1/(1 + n): the smallest p-value of a test with ``n`` random draws (NaN without any)."""
+    return 1.0 / (1 + n) if n is not None and np.isfinite(n) and n > 0 else np.nan
+
+
+def _profile_columns(row: dict, scores: pd.DataFrame, perm: dict, surrogate: dict,
+                     n_layers: int) -> None:
+    perm_res = _resolution(perm["n_perm"])
+    # the distinct values of a score over arrangements of the layers: mid_minus_outer depends
+    # only on the set of middle layers; quad_coef is unchanged when depth is reversed
+    smallest = {"mid_minus_outer": 1.0 / max(perm["n_distinct_middle_sets"], 1),
+                "quad_coef": min(1.0, 2 / math.factorial(max(n_layers, 1)))}
     for r in scores.itertuples():
         key = f"{QUANTITY_PREFIX[r.quantity]}{r.score}"
         row[key] = r.estimate
         row[f"{key}_ci_low"] = r.ci_low
         row[f"{key}_ci_high"] = r.ci_high
         row[f"{key}_p_layer_perm"] = r.p_layer_perm
+        row[f"{key}_p_layer_perm_floor"] = max(perm_res, smallest[r.score])
         row[f"{key}_p_surrogate"] = r.p_surrogate
+        row[f"{key}_p_surrogate_floor"] = _resolution(surrogate["n_surrogates"])
+    row["n_layer_perm"] = perm["n_perm"]
+    row["n_surrogates"] = surrogate["n_surrogates"]
 
 
 def _graph_columns(row: dict, graphs: pd.DataFrame) -> None:
@@ -45,69 +309,189 @@ def _graph_columns(row: dict, graphs: pd.DataFrame) -> None:
             # the exact fold sign-flip p only: the bootstrap t interval of the difference was
             # measured at up to 7% false positives, so it stays in graphs.tsv (descriptive)
             row[f"{key}_p"] = g.p
+            k = g.n_folds if np.isfinite(g.n_folds) else 0
+            row[f"{key}_p_floor"] = 2.0 / 2 ** k if k > 0 else np.nan
             row[f"{key}_n_folds"] = g.n_folds
         else:
             row[f"{key}_null_low"], row[f"{key}_null_high"] = g.null_low, g.null_high
             row[f"{key}_p_null"] = g.p_null
+            row[f"{key}_p_null_floor"] = _resolution(g.n_null)
 
 
-def build_summary(models: dict, out_path) -> None:
-    """One row per model (the verdict table). ``models`` maps a model name to a dict with its
-    ``spec`` and the paths ``diagnostics``, ``scores``, ``stats``, ``graphs``, for ablated
+def _ablation_columns(row: dict, tsv, json_path) -> None:
+    abl = read_table(tsv, ("quantity", "estimate", "ci_low", "ci_high", "p", "n_random"))
+    abl = abl.set_index("quantity")
+    n_random = int(abl.loc["ratio_synergistic_random", "n_random"])
+    for q in ("ratio_synergistic_random", "ratio_redundant_random"):
+        row[q], row[f"{q}_ci_low"], row[f"{q}_ci_high"] = abl.loc[q, ["estimate", "ci_low", "ci_high"]]
+        row[f"{q}_p"] = abl.loc[q, "p"]
+        row[f"{q}_p_floor"] = _resolution(n_random)
+    row["ablation_n_random"] = n_random
+    abl_json = read_json(json_path)
+    row["frac_random_beaten"] = abl_json["frac_random_beaten"]
+    # non-finite KL values: their prompts are left out of every curve, counted here
+    row["ablation_n_nonfinite_kl"] = abl_json["n_nonfinite_kl"]
+    row["ablation_n_prompts_excluded"] = abl_json["n_prompts_excluded"]
+
+
+def _comparison_columns(row: dict, kind: str, comp: dict) -> None:
+    # vs_random: this model minus its random-init twin; vs_first: this (final) checkpoint minus
+    # the family's first. Paired by prompt, label-swap permutation p-value.
+    table = read_table(comp["path"], ("score", "difference", "ci_low", "ci_high", "p",
+                                      "n_permutations"))
+    row[f"vs_{kind}_model"] = comp["other"]
+    n_perm = int(table.n_permutations.iloc[0])
+    for r in table.itertuples():
+        row[f"vs_{kind}_{r.score}"] = r.difference
+        row[f"vs_{kind}_{r.score}_ci_low"] = r.ci_low
+        row[f"vs_{kind}_{r.score}_ci_high"] = r.ci_high
+        row[f"vs_{kind}_{r.score}_p"] = r.p
+        row[f"vs_{kind}_{r.score}_p_floor"] = _resolution(n_perm)
+    row[f"vs_{kind}_n_permutations"] = n_perm
+
+
+def _twins(models: dict) -> tuple[dict, dict]:
+    """``(twin of each trained model, families each twin is the twin of)`` from the models'
+    ``random`` comparisons (config.paired_comparisons)."""
+    twin = {name: m["comparisons"]["random"]["other"] for name, m in models.items()
+            if "random" in m.get("comparisons", {})}
+    twin_of: dict[str, list] = {}
+    for name, t in twin.items():
+        family = models[name]["spec"].get("family", name)
+        if family not in twin_of.setdefault(t, []):
+            twin_of[t].append(family)
+    return twin, twin_of
+
+
+def _row(name: str, m: dict, twin: dict, twin_of: dict) -> dict:
+    spec = m["spec"]
+    diag = read_json(m["diagnostics"])
+    stats = read_json(m["stats"])
+    scores = read_table(m["scores"], ("quantity", "score", "estimate", "ci_low", "ci_high",
+                                      "p_layer_perm", "p_surrogate"))
+    graphs = read_table(m["graphs"], ("network", "variant", "metric", "estimate"))
+    row = dict(model=name, family=spec.get("family", name), hf_id=spec["hf_id"],
+               revision=spec.get("revision") or "", init=spec.get("init") or "pretrained",
+               random_twin=twin.get(name, ""), random_twin_of=",".join(twin_of.get(name, [])),
+               verdict_inverted_u=None, verdict_ablation=None,
+               heads=diag["n_layers"] * diag["n_heads_per_layer"], layers=diag["n_layers"],
+               prompts=diag["n_prompts"], nan_cells=diag["nan_cells"],
+               unranked_heads=diag["unranked_heads"],
+               synergy_redundancy_spearman=diag["spearman"],
+               synergy_redundancy_pearson=diag["pearson"])
+    _profile_columns(row, scores, stats["layer_perm"], stats["surrogate"], diag["n_layers"])
+    row["split_half_reliability"] = stats["split_half"]["reliability"]
+    row["split_half_r"] = stats["split_half"]["half_sample_r"]
+    _graph_columns(row, graphs)
+    if m.get("ablation"):
+        _ablation_columns(row, m["ablation"], m["ablation_json"])
+    for kind, comp in m.get("comparisons", {}).items():
+        _comparison_columns(row, kind, comp)
+    for column, v in VERDICTS.items():
+        if v["p"] in row:
+            row[column] = _verdict(row[v["p"]], row[f"{v['p']}_floor"])
+    return row
+
+
+_UNDOCUMENTED = _doc("other", "float", "(not documented)")
+
+
+def _doc_of(column: str, values=None) -> dict:
+    """:func:`column_doc`, or for a column no entry documents (tests/test_summary.py keeps there
+    being none) a stand-in in a last section, typed by its values."""
+    doc = column_doc(column)
+    if doc is None:
+        log.warning("summary column %s has no entry in COLUMN_DOCS", column)
+        numeric = values is None or pd.api.types.is_numeric_dtype(values)
+        doc = dict(_UNDOCUMENTED, name=column, kind="float" if numeric else "str")
+    return doc
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns grouped by :data:`SECTIONS` (first appearance within each)."""
+    sections = [*SECTIONS, "other"]
+    docs = {c: _doc_of(c, frame[c]) for c in frame.columns}
+    order = sorted(range(len(frame.columns)),
+                   key=lambda i: (sections.index(docs[frame.columns[i]]["section"]), i))
+    return frame[[frame.columns[i] for i in order]]
+
+
+def summary_frame(models: dict) -> pd.DataFrame:
+    """The verdict table at full precision, one row per model (see :func:`build_summary`)."""
+    twin, twin_of = _twins(models)
+    frame = pd.DataFrame([_row(name, m, twin, twin_of) for name, m in models.items()])
+    return _ordered(frame)
+
+
+def _is_missing(v) -> bool:
+    return v is None or (isinstance(v, (float, np.floating)) and not np.isfinite(v)) or \
+        (isinstance(v, str) and v == "")
+
+
+def _cell(v, kind: str):
+    """A value as the JSON holds it: None when missing, int for counts, float, or str."""
+    if _is_missing(v) or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if kind == "int":
+        return int(round(float(v)))
+    if kind in ("float", "p"):
+        return float(v)
+    return str(v)
+
+
+def _tsv_text(v, kind: str) -> str:
+    v = _cell(v, kind)
+    if v is None:
+        return ""
+    if kind in ("float", "p"):
+        return f"{v:.{TSV_DIGITS}g}"
+    return str(v)
+
+
+def build_summary(models: dict, out_path, json_path=None, html_path=None) -> pd.DataFrame:
+    """The verdict table, one row per model: ``summary.tsv`` at ``out_path`` and, when given, the
+    same table as JSON (``json_path``) and as an HTML page for the report (``html_path``).
+
+    ``models`` maps a model name to a dict with its ``spec`` (``hf_id``, ``revision``, ``init``,
+    ``family``) and the paths ``diagnostics``, ``scores``, ``stats``, ``graphs``, for ablated
     models ``ablation`` and ``ablation_json``, and ``comparisons``: ``{kind: {"other": model,
-    "path": tsv}}`` for the paired comparisons this model is the first of."""
-    rows = []
-    for name, m in models.items():
-        spec = m["spec"]
-        diag = read_json(m["diagnostics"])
-        stats = read_json(m["stats"])
-        scores = read_table(m["scores"], ("quantity", "score", "estimate", "ci_low", "ci_high",
-                                          "p_layer_perm", "p_surrogate"))
-        graphs = read_table(m["graphs"], ("network", "variant", "metric", "estimate"))
-        row = dict(model=name, family=spec.get("family", name), hf_id=spec["hf_id"],
-                   revision=spec.get("revision") or "", init=spec.get("init"),
-                   heads=diag["n_layers"] * diag["n_heads_per_layer"], layers=diag["n_layers"],
-                   prompts=diag["n_prompts"], nan_cells=diag["nan_cells"],
-                   unranked_heads=diag["unranked_heads"],
-                   synergy_redundancy_spearman=diag["spearman"],
-                   synergy_redundancy_pearson=diag["pearson"])
-        _profile_columns(row, scores)
-        perm = stats["layer_perm"]
-        row["n_layer_perm"] = perm["n_perm"]
-        # mid_minus_outer can take only n_distinct_middle_sets values over layer arrangements
-        row["p_layer_perm_floor"] = max(perm["p_resolution"], 1.0 / perm["n_distinct_middle_sets"])
-        row["n_surrogates"] = stats["surrogate"]["n_surrogates"]
-        row["split_half_reliability"] = stats["split_half"]["reliability"]
-        row["split_half_r"] = stats["split_half"]["half_sample_r"]
-        _graph_columns(row, graphs)
-        row["verdict_inverted_u"] = _verdict(row["mid_minus_outer_p_layer_perm"], row["p_layer_perm_floor"])
-        if m.get("ablation"):
-            abl = read_table(m["ablation"], ("quantity", "estimate", "ci_low", "ci_high", "p"))
-            abl = abl.set_index("quantity")
-            for q in ("ratio_synergistic_random", "ratio_redundant_random"):
-                row[q], row[f"{q}_ci_low"], row[f"{q}_ci_high"] = abl.loc[q, ["estimate", "ci_low", "ci_high"]]
-                row[f"{q}_p"] = abl.loc[q, "p"]
-            row["ablation_n_random"] = int(abl.loc["ratio_synergistic_random", "n_random"])
-            abl_json = read_json(m["ablation_json"])
-            row["frac_random_beaten"] = abl_json["frac_random_beaten"]
-            # non-finite KL values: their prompts are left out of every curve, counted here
-            row["ablation_n_nonfinite_kl"] = abl_json["n_nonfinite_kl"]
-            row["ablation_n_prompts_excluded"] = abl_json["n_prompts_excluded"]
-            row["verdict_ablation"] = _verdict(row["ratio_synergistic_random_p"],
-                                               1.0 / (1 + row["ablation_n_random"]))
-        for kind, comp in m.get("comparisons", {}).items():
-            # vs_random: this model minus its random-init twin; vs_first: this (final)
-            # checkpoint minus the family's first. Paired by prompt, permutation p-value.
-            table = read_table(comp["path"], ("score", "difference", "ci_low", "ci_high", "p"))
-            row[f"vs_{kind}_model"] = comp["other"]
-            for r in table.itertuples():
-                row[f"vs_{kind}_{r.score}"] = r.difference
-                row[f"vs_{kind}_{r.score}_ci_low"] = r.ci_low
-                row[f"vs_{kind}_{r.score}_ci_high"] = r.ci_high
-                row[f"vs_{kind}_{r.score}_p"] = r.p
-            row[f"vs_{kind}_n_permutations"] = int(table.n_permutations.iloc[0])
-        rows.append(row)
+    "path": tsv}}`` for the paired comparisons this model is the first of (kind ``random``
+    names its random-init twin). Returns the table at full precision."""
+    frame = summary_frame(models)
+    docs = {c: _doc_of(c, frame[c]) for c in frame.columns}
+    kinds = {c: d["kind"] for c, d in docs.items()}
     made_from = [m[k] for m in models.values() for k in ("diagnostics", "stats", "scores", "graphs",
                                                           "ablation", "ablation_json") if m.get(k)]
     made_from += [c["path"] for m in models.values() for c in m.get("comparisons", {}).values()]
-    write_table(out_path, pd.DataFrame(rows), made_from)
+    text = pd.DataFrame({c: [_tsv_text(v, kinds[c]) for v in frame[c]] for c in frame.columns},
+                        columns=frame.columns)
+    write_table(out_path, text, made_from)
+    if json_path is not None:
+        rows = [{c: _cell(v, kinds[c]) for c, v in row.items()}
+                for row in frame.to_dict(orient="records")]
+        write_json(json_path, {"columns": {c: d["meaning"] for c, d in docs.items()},
+                               "rows": rows}, made_from)
+    if html_path is not None:
+        write_text(html_path, report_tables.summary_page(frame, docs, SECTIONS, VERDICTS, ALPHA))
+    return frame
+
+
+#: The per-model tables rendered for the report: key -> (the ``models`` entry holding its path,
+#: the columns it must have).
+MODEL_TABLES = {
+    "profile_scores": ("scores", ("quantity", "score", "estimate")),
+    "graphs": ("graphs", ("network", "variant", "metric", "estimate")),
+    "auc_ci": ("ablation", ("quantity", "estimate")),
+}
+
+
+def write_model_tables(models: dict, outputs: dict) -> None:
+    """HTML renderings of each model's key tables, with their column explanations, for the
+    report. ``outputs``: model -> {table key of :data:`MODEL_TABLES`: html path}; ``models`` as
+    in :func:`build_summary`."""
+    for name, tables in outputs.items():
+        for key, html in tables.items():
+            entry, required = MODEL_TABLES[key]
+            path = models[name][entry]
+            frame = read_table(path, required)
+            write_text(html, report_tables.model_table_page(frame, key, name, path))

@@ -1,0 +1,372 @@
+"""The verdict table (summary.tsv, summary.json, summary.html) and the report's HTML tables.
+
+A small results tree is built with the stage functions (a training progression of two
+checkpoints with a random-init twin, one ablated; a 7-layer model without a twin, whose
+layer-permutation test can reach 0.05), then the summary stage writes every output of the
+`summary` rule. Checked: the TSV loads with pandas as numbers (intervals, p-values and floors
+float, counts integer, 6 significant digits), the verdicts and the twin links, the JSON equals
+the TSV, every column is documented (COLUMN_DOCS, and README "Reading the summary" lists each
+entry), the HTML pages show the verdicts and the column explanations, and the report's intro
+names exactly the report's sections.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synergy_core.io import read_json, read_table, save_arrays, write_table
+from synergy_core.report_tables import MODEL_TABLE_DOCS, fmt
+from synergy_core.stages import summary as summary_stage
+from synergy_core.stages.ablation_stats import ablation_statistics
+from synergy_core.stages.compare import compare_models
+from synergy_core.stages.phiid import compute_phiid_chunk, merge_phiid_chunks
+from synergy_core.stages.rank import rank_model
+from synergy_core.stages.stats import model_statistics
+from synergy_core.stages.summary import (
+    COLUMN_DOCS,
+    VERDICT_VALUES,
+    VERDICTS,
+    build_summary,
+    column_doc,
+    write_model_tables,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PHIID = dict(tau=1, redundancy="MMI", aggregation="per_prompt", backend="closed_form", n_chunks=1,
+             block_pairs=8192)
+STATS = dict(n_boot=10, ci=0.95, n_splits=3, n_surrogates=3, graph_fraction=0.25, n_boot_graph=2,
+             n_null_graph=4, n_layer_perm=99, surrogate_trim=0.25, seed=0)
+N_PROMPTS, N_STEPS = 6, 30
+#: name -> (spec, layers, heads per layer)
+MODELS = {
+    "fam-step0": (dict(hf_id="x/fam", revision="step0", init="pretrained", family="fam"), 3, 4),
+    "fam-step9": (dict(hf_id="x/fam", revision="step9", init="pretrained", family="fam"), 3, 4),
+    "fam-random": (dict(hf_id="x/fam", revision=None, init="random", family="fam-random"), 3, 4),
+    "solo": (dict(hf_id="x/solo", revision=None, init="pretrained", family="solo"), 7, 2),
+}
+COMPARISONS = [("fam-step0", "fam-random", "random"), ("fam-step9", "fam-random", "random"),
+               ("fam-step9", "fam-step0", "first")]
+ABLATED = ["fam-step9"]
+P_COLUMN = re.compile(r".*_p(_layer_perm|_surrogate|_null)?\Z")
+
+
+def _dir(m: str) -> Path:
+    return Path("results") / m
+
+
+def _activations(m: str, seed: int, n_layers: int, per_layer: int) -> None:
+    rng = np.random.default_rng(seed)
+    n_heads = n_layers * per_layer
+    acts = np.exp(0.3 * rng.standard_normal((N_PROMPTS, n_heads, N_STEPS)).cumsum(-1))
+    save_arrays(_dir(m) / "activations.npz", {"config_hash": m}, made_from=[Path("prompts.tsv")],
+                acts=acts.astype(np.float32),
+                head_labels=np.array([f"L{h // per_layer}H{h % per_layer}" for h in range(n_heads)]),
+                prompt_ids=np.array([f"p{i}" for i in range(N_PROMPTS)]),
+                categories=np.array(["x", "y"] * (N_PROMPTS // 2)),
+                layer=np.arange(n_heads) // per_layer, head=np.arange(n_heads) % per_layer)
+
+
+def _kl_long(seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for order, s in [("synergistic_first", -1), ("redundant_first", -1)] + [("random", k) for k in range(9)]:
+        slope = {"synergistic_first": 2.0, "redundant_first": 0.5}.get(order, 1.0)
+        for n in range(4):
+            for p in range(N_PROMPTS):
+                rows.append(dict(order=order, seed=s, n_removed=n, fraction_removed=n / 12,
+                                 prompt=f"p{p}", prompt_half=-1,
+                                 kl=0.0 if n == 0 else slope * n * (1 + 0.1 * rng.random())))
+    return pd.DataFrame(rows)
+
+
+def _build() -> dict:
+    """The results tree and the ``models`` dict the summary script hands to build_summary."""
+    Path("prompts.tsv").write_text("prompt_id\tcategory\ttext\np0\tx\thello\n")
+    models = {}
+    for seed, (m, (spec, n_layers, per_layer)) in enumerate(MODELS.items()):
+        d = _dir(m)
+        _activations(m, seed, n_layers, per_layer)
+        chunk = d / "phiid" / "chunk_0.npz"
+        compute_phiid_chunk(d / "activations.npz", chunk, 0, PHIID)
+        merge_phiid_chunks(d / "activations.npz", [chunk], d / "phiid" / "phiid.npz", PHIID)
+        rank_model(d / "phiid" / "phiid.npz", d / "activations.npz", d / "ranking" / "heads.tsv",
+                   d / "ranking" / "layer_profile.tsv", d / "ranking" / "diagnostics.json")
+        stats = {k: d / "stats" / f"{name}.tsv" for k, name in (
+            ("scores", "profile_scores"), ("layers", "layer_ci"), ("categories", "category_profiles"),
+            ("graphs", "graphs"))}
+        stats["json"] = d / "stats" / "stats.json"
+        model_statistics(d / "phiid" / "phiid.npz", d / "activations.npz", stats, STATS, tau=1)
+        models[m] = dict(spec=spec, diagnostics=d / "ranking" / "diagnostics.json",
+                         scores=stats["scores"], stats=stats["json"], graphs=stats["graphs"])
+    for m in ABLATED:
+        d = _dir(m) / "ablation"
+        write_table(d / "kl_long.tsv", _kl_long(0), [_dir(m) / "activations.npz"])
+        ablation_statistics(d / "kl_long.tsv", d / "auc_ci.tsv", d / "auc_ci.json",
+                            dict(n_boot=20, seed=0, ci=0.95))
+        models[m].update(ablation=d / "auc_ci.tsv", ablation_json=d / "auc_ci.json")
+    for m, other, kind in COMPARISONS:
+        out = _dir(m) / "comparisons" / f"vs_{other}.tsv"
+        compare_models(_dir(m) / "phiid" / "phiid.npz", _dir(other) / "phiid" / "phiid.npz", out,
+                       dict(n_permutations=19, seed=0, ci=0.95))
+        models[m].setdefault("comparisons", {})[kind] = dict(other=other, path=out)
+    return models
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Every output of the summary rule, from a results tree built with the stage functions."""
+    root = tmp_path_factory.mktemp("summary")
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        models = _build()
+        build_summary(models, "results/summary.tsv", "results/summary.json", "results/summary.html")
+        tables = {m: dict(profile_scores=_dir(m) / "stats" / "profile_scores.html",
+                          graphs=_dir(m) / "stats" / "graphs.html") for m in MODELS}
+        for m in ABLATED:
+            tables[m]["auc_ci"] = _dir(m) / "ablation" / "auc_ci.html"
+        write_model_tables(models, tables)
+    finally:
+        os.chdir(cwd)
+    return root / "results", tables
+
+
+@pytest.fixture(scope="module")
+def table(built):
+    return pd.read_csv(built[0] / "summary.tsv", sep="\t")
+
+
+def test_one_row_per_model_in_config_order_identity_and_verdicts_first(table):
+    assert list(table.model) == list(MODELS)
+    assert list(table.columns[:9]) == ["model", "family", "hf_id", "revision", "init", "random_twin",
+                                       "random_twin_of", "verdict_inverted_u", "verdict_ablation"]
+    assert table.columns.is_unique
+
+
+def test_intervals_p_values_and_floors_are_floats_counts_integers(table):
+    numeric = [c for c in table.columns if c.endswith(("_ci_low", "_ci_high", "_floor", "_null_low",
+                                                       "_null_high")) or P_COLUMN.match(c)]
+    assert len(numeric) > 60
+    for c in numeric:
+        assert pd.api.types.is_float_dtype(table[c]), c
+    for c in table.columns:
+        kind = column_doc(c)["kind"]
+        if kind == "int":
+            values = table[c].dropna()
+            assert pd.api.types.is_numeric_dtype(table[c]) and (values == values.round()).all(), c
+        elif kind in ("float", "p"):
+            assert pd.api.types.is_float_dtype(table[c]) or pd.api.types.is_integer_dtype(table[c]), c
+    for c in table.columns:
+        if P_COLUMN.match(c):
+            p = table[c].dropna()
+            assert ((p > 0) & (p <= 1)).all(), c
+            assert f"{c}_floor" in table.columns, f"{c} has no floor column"
+
+
+def test_every_p_value_has_its_floor(table):
+    rows = table.set_index("model")
+    # whole-layer permutations: 3 layers -> 3 middle-layer sets and 3 quad_coef values
+    assert rows.loc["fam-step0", "mid_minus_outer_p_layer_perm_floor"] == pytest.approx(1 / 3, rel=1e-5)
+    assert rows.loc["fam-step0", "quad_coef_p_layer_perm_floor"] == pytest.approx(1 / 3, rel=1e-5)
+    # 7 layers: C(7, 3) = 35 middle sets, 99 permutations -> 1/35; quad_coef 2/7! < 1/100
+    assert rows.loc["solo", "mid_minus_outer_p_layer_perm_floor"] == pytest.approx(1 / 35, rel=1e-5)
+    assert rows.loc["solo", "quad_coef_p_layer_perm_floor"] == pytest.approx(1 / 100, rel=1e-5)
+    assert rows.loc["solo", "synergy_rank_mid_minus_outer_p_surrogate_floor"] == pytest.approx(1 / 4)
+    assert rows.loc["fam-step9", "ratio_synergistic_random_p_floor"] == pytest.approx(1 / 10)
+    assert rows.loc["fam-step9", "vs_first_quad_coef_p_floor"] == pytest.approx(1 / 20)
+    k = rows.loc["solo", "graph_weighted_synergy_minus_redundancy_modularity_n_folds"]
+    assert rows.loc["solo", "graph_weighted_synergy_minus_redundancy_modularity_p_floor"] == \
+        pytest.approx(2 / 2 ** k, rel=1e-5)
+    assert rows.loc["solo", "graph_thresholded_synergy_modularity_p_null_floor"] == pytest.approx(1 / 5)
+    # no test gives a p below its floor (ties count as extreme)
+    for c in table.columns:
+        if P_COLUMN.match(c) and not c.endswith("_p_layer_perm"):
+            both = table[[c, f"{c}_floor"]].dropna()
+            assert (both[c] >= both[f"{c}_floor"] * (1 - 1e-5)).all(), c
+
+
+def test_layer_permutation_p_is_not_below_its_floor(table):
+    for c in table.columns:
+        if c.endswith("_p_layer_perm"):
+            both = table[[c, f"{c}_floor"]].dropna()
+            assert (both[c] >= both[f"{c}_floor"] * (1 - 1e-5)).all(), c
+
+
+def test_six_significant_digits_in_the_tsv(built, table):
+    text = (built[0] / "summary.tsv").read_text().splitlines()
+    header = text[0].split("\t")
+    for line in text[1:]:
+        for c, cell in zip(header, line.split("\t")):
+            kind = column_doc(c)["kind"]
+            if cell and kind in ("float", "p"):
+                digits = re.sub(r"e[-+]\d+$", "", cell.lstrip("-")).replace(".", "").lstrip("0")
+                assert len(digits) <= 6, (c, cell)
+            if cell and kind == "int":
+                assert re.fullmatch(r"-?\d+", cell), (c, cell)
+
+
+def test_verdicts_take_the_allowed_values_by_their_rules(table):
+    rows = table.set_index("model")
+    for column, v in VERDICTS.items():
+        for model, verdict in rows[column].items():
+            p = rows.loc[model].get(v["p"], np.nan)
+            if pd.isna(verdict):       # not tested on this model
+                assert column == "verdict_ablation" and model not in ABLATED
+                continue
+            assert verdict in VERDICT_VALUES
+            floor = rows.loc[model, f"{v['p']}_floor"]
+            expected = ("inconclusive" if not np.isfinite(p) or floor > summary_stage.ALPHA else
+                        "supported" if p <= summary_stage.ALPHA else "not supported")
+            assert verdict == expected, (column, model)
+    # 3 layers: the layer permutation cannot reach 0.05; 7 layers can
+    assert rows.loc["fam-step0", "verdict_inverted_u"] == "inconclusive"
+    assert rows.loc["solo", "verdict_inverted_u"] in ("supported", "not supported")
+    # 9 random orders: smallest p 0.1
+    assert rows.loc["fam-step9", "verdict_ablation"] == "inconclusive"
+
+
+def test_verdict_rule():
+    verdict = summary_stage._verdict
+    assert verdict(0.01, 0.001) == "supported"
+    assert verdict(0.05, 0.01) == "supported"
+    assert verdict(0.2, 0.001) == "not supported"
+    assert verdict(0.1, 0.1) == "inconclusive"
+    assert verdict(float("nan"), 0.001) == "inconclusive"
+
+
+def test_random_twin_linked_to_its_trained_models(table):
+    rows = table.set_index("model")
+    assert rows.loc["fam-step0", "random_twin"] == rows.loc["fam-step9", "random_twin"] == "fam-random"
+    assert rows.loc["fam-random", "random_twin_of"] == "fam"
+    assert pd.isna(rows.loc["fam-random", "random_twin"]) and pd.isna(rows.loc["solo", "random_twin"])
+    assert pd.isna(rows.loc["fam-step0", "random_twin_of"]) and pd.isna(rows.loc["solo", "random_twin_of"])
+    assert (rows.random_twin.dropna() == rows.vs_random_model.dropna()).all()
+    # the link as a pandas user follows it: each trained model next to its twin
+    pairs = table.merge(table, left_on="random_twin", right_on="model", suffixes=("", "_twin"))
+    assert set(pairs.model) == {"fam-step0", "fam-step9"}
+    assert (pairs.family == pairs.random_twin_of_twin).all()
+    assert rows.loc["fam-step9", "vs_first_model"] == "fam-step0"
+
+
+def test_json_equals_the_tsv(built, table):
+    doc = read_json(built[0] / "summary.json")
+    assert set(doc) == {"columns", "rows"}
+    assert list(doc["columns"]) == sorted(table.columns)      # written with sorted keys
+    assert len(doc["rows"]) == len(table)
+    for i, row in enumerate(doc["rows"]):
+        assert set(row) == set(table.columns)
+        for c, value in row.items():
+            cell = table.at[i, c]
+            if value is None:
+                assert pd.isna(cell), (c, cell)
+                continue
+            kind = column_doc(c)["kind"]
+            if kind in ("float", "p"):
+                assert isinstance(value, float) and float(f"{value:.6g}") == cell, (c, value, cell)
+            elif kind == "int":
+                assert isinstance(value, int) and value == cell, (c, value, cell)
+            else:
+                assert value == cell, (c, value, cell)
+    assert doc["columns"]["verdict_inverted_u"].startswith("`supported` if `mid_minus_outer_p_layer_perm` <= 0.05")
+    assert doc["columns"]["mid_minus_outer_ci_low"].startswith("lower end of the interval of `mid_minus_outer`")
+
+
+def test_json_and_tsv_carry_their_records(built):
+    for name in ("summary.tsv", "summary.json"):
+        record = json.loads((built[0] / f"{name}.meta.json").read_text())
+        assert any(k.endswith("fam-step9/ablation/auc_ci.tsv") for k in record["made_from"])
+        assert any(k.endswith("fam-step9/comparisons/vs_fam-step0.tsv") for k in record["made_from"])
+    read_table(built[0] / "summary.tsv")
+
+
+def test_every_column_is_documented(table):
+    for c in table.columns:
+        doc = column_doc(c)
+        assert doc is not None, f"{c}: no entry in COLUMN_DOCS"
+        assert doc["meaning"] and "{" not in doc["meaning"], c
+    # every entry documents at least one column of this table
+    used = {column_doc(c)["name"] for c in table.columns}
+    assert set(COLUMN_DOCS) - used == set()
+    # a generic entry applies to documented columns only
+    assert column_doc("not_a_column_ci_low") is None
+    assert column_doc("mid_minus_outer_floor") is None          # not a p-value
+
+
+def test_readme_reading_the_summary_lists_every_entry():
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Reading the summary", 1)[1].split("\n### ", 1)[0]
+    missing = [name for name in COLUMN_DOCS if f"`{name}`" not in section]
+    assert not missing, f"README 'Reading the summary' lacks {missing}"
+
+
+def test_summary_html_shows_the_verdicts_and_every_column_with_its_meaning(built, table):
+    page = (built[0] / "summary.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert not re.search(r"<script|<link|src=|https?://", page)      # self-contained
+    assert page.count('class="verdict inconclusive"') >= 2
+    assert 'class="verdict not-tested">not tested<' in page
+    for c in table.columns:
+        assert f"<code>{c}</code>" in page, c
+    assert "<code>supported</code> if <code>mid_minus_outer_p_layer_perm</code> &lt;= 0.05" in page
+    solo = table.set_index("model").loc["solo"]
+    assert fmt(solo.mid_minus_outer) in page and len(fmt(solo.mid_minus_outer).lstrip("-0.")) <= 3
+    assert "(floor 0.0286)" in page             # 1/35, the 7-layer model's floor
+
+
+def test_model_tables_as_html_with_their_column_explanations(built):
+    _, tables = built
+    root = built[0].parent
+    for pages in tables.values():
+        for key, path in pages.items():
+            text = (root / path).read_text()
+            source = read_table(root / path.with_suffix(".tsv"))
+            assert text.count("<tr>") == len(source) + 1
+            for c in source.columns:
+                assert f"<th>{c}</th>" in text and f"<dt><code>{c}</code></dt>" in text
+                assert MODEL_TABLE_DOCS[key]["columns"][c][:30].split("`")[0] in text.replace(
+                    "<code>", "").replace("</code>", ""), (key, c)
+            assert "(not documented)" not in text
+            assert not re.search(r"<script|src=|https?://", text)
+    assert set(tables["fam-step9"]) == {"profile_scores", "graphs", "auc_ci"}
+
+
+def test_html_number_format():
+    assert fmt(0.170454545) == "0.170" and fmt(-0.68181818) == "-0.682"
+    assert fmt(0.0001) == "0.000100" and fmt(9999, "int") == "9999"
+    assert fmt(1.23456e-7) == "1.23e-07" and fmt(float("nan")) == "–" and fmt(None) == "–"
+    assert fmt(9.996) == "10.0" and fmt(0) == "0" and fmt("x", "str") == "x"
+
+
+def _categories() -> list[str]:
+    found = []
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        found += re.findall(r'(?<!sub)category="([^"]+)"', smk.read_text())
+    return sorted(set(found), key=lambda c: int(c.split(".")[0]))
+
+
+def test_report_intro_lists_exactly_the_report_sections_in_order():
+    categories = _categories()
+    assert [int(c.split(".")[0]) for c in categories] == list(range(len(categories)))
+    intro = (REPO / "workflow" / "report" / "workflow.rst").read_text()
+    listed = re.findall(r"^\s*(\d+\. [^:\n]+?)(?::|\n)", intro, flags=re.M)
+    assert listed == categories
+
+
+@pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")
+def test_dry_run_plans_every_summary_output():
+    out = subprocess.run(["snakemake", "-n", "--forceall", "--configfile", "config/demo.yaml"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for path in ("summary.tsv", "summary.json", "summary.html", "tiny-llama/stats/profile_scores.html",
+                 "tiny-neox-random/stats/graphs.html", "tiny-neox-step150/ablation/auc_ci.html"):
+        assert f"results/demo/{path}" in out.stdout, path
+    assert "results/demo/tiny-neox-random/ablation/auc_ci.html" not in out.stdout
