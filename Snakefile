@@ -40,23 +40,26 @@ save_disk_cache()  # of the code hashes' parse results (workflow/synergy_core/co
 
 
 onstart:
-    stop_if_models_missing(workflow.dag.needrun_jobs())
+    if not workflow.touch:  # --touch loads no model
+        stop_if_models_missing(workflow.dag.needrun_jobs())
 
 
 onsuccess:
-    print(
-        f"\nsynergy-core: done. The verdict table: {RESULTS}/summary.tsv (the same with every "
-        f"column's meaning: summary.json, summary.html); figures: {RESULTS}/figures/ and "
-        f"{RESULTS}/<model>/figures/.\n"
-        f"The HTML report with every figure and table: {report_command()}"
-    )
+    if any(job.rule.name == "summary" for job in workflow.dag.jobs):  # not download_models etc.
+        print(
+            f"\nsynergy-core: done. The verdict table: {RESULTS}/summary.tsv (the same with every "
+            f"column's meaning: summary.json, summary.html); figures: {RESULTS}/figures/ and "
+            f"{RESULTS}/<model>/figures/.\n"
+            f"The HTML report with every figure and table: {report_command()}"
+        )
 
 
 onerror:
     print(
-        f"\nsynergy-core: a job failed. Its cause is printed above ('synergy-core: rule ... "
-        f"failed'); the full traceback is in its log under {RESULTS}/logs/<rule>/. Fix the "
-        "cause and run the same command again: finished outputs are kept."
+        f"\nsynergy-core: a job failed. Its cause is the last lines of its log under "
+        f"{RESULTS}/logs/<rule>/ ('synergy-core: rule ... failed: ...', above the traceback), "
+        "also printed above for a local job. Fix the cause and run the same command again: "
+        "finished outputs are kept."
     )
 
 

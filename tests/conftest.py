@@ -1,7 +1,6 @@
 """Shared fixtures. Everything runs offline: built-in tiny models, locally built tokenizer."""
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-warnings.filterwarnings("ignore", category=FutureWarning)
 
 
 @pytest.fixture(scope="session")

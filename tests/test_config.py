@@ -491,3 +491,13 @@ def test_reserved_names_refused(demo, name):
     cfg["ablation"]["models"] = None
     with pytest.raises(ConfigError, match=f"config key models.{re.escape(name)}: .* a name the workflow uses"):
         validate_config(cfg)
+
+
+@pytest.mark.parametrize("value", [".", "/", "./", "../elsewhere"])
+def test_results_dir_that_is_no_directory_of_its_own_is_refused(demo, value):
+    with pytest.raises(ConfigError, match="config key results_dir: "):
+        validate_config(dict(copy.deepcopy(demo), results_dir=value))
+
+
+def test_results_dir_is_normalised(demo):
+    assert validate_config(dict(copy.deepcopy(demo), results_dir="./out//run1/"))["results_dir"] == "out/run1"

@@ -967,6 +967,7 @@ def _run_snakemake(repo, workdir, config: dict, *args, timeout=300):
                         "n_layer_perm": 19}, **config}
     (workdir / "c.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, HF_HOME=str(workdir / "empty-hf-cache"))
+    env.pop("HF_HUB_CACHE", None)
     return subprocess.run(["snakemake", *args, "--directory", str(workdir), "--snakefile",
                            str(repo / "Snakefile"), "--configfile", str(workdir / "c.yaml")],
                           cwd=repo, capture_output=True, text=True, timeout=timeout, env=env)
@@ -983,7 +984,7 @@ def test_preflight_lists_every_missing_model_before_any_job(repo, tmp_path):
     dry = _run_snakemake(repo, tmp_path, UNCACHED, "-n")
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0
-    assert "2 model(s) are not in the local Hugging Face cache" in out
+    assert f"2 model(s) are missing from the Hugging Face cache {tmp_path / 'empty-hf-cache' / 'hub'}" in out
     assert "p1: EleutherAI/pythia-14m (missing: config.json, weights, tokenizer)" in out
     assert "p2: EleutherAI/pythia-14m (missing: config.json, tokenizer)" in out   # random init: no weights
     assert "snakemake download_models --cores 1 --configfile c.yaml" in out

@@ -336,11 +336,24 @@ def test_the_check_sees_clipping():
     plt.close(fig)
 
 
-def test_stage_functions_read_layer_ci_and_twin_files(tmp_path):
+def test_stage_functions_read_layer_ci_and_twin_files(tmp_path, monkeypatch):
     """The rules' path: Fig 2c and Fig 3a from layer_ci.tsv (syn_red rows of three quantities),
-    the score figure from profile_scores.tsv, each with the random-init twin's files."""
+    the score figure from profile_scores.tsv, each with the random-init twin's files, and Fig 4a
+    with the title the stage builds; every figure the stages save passes the layout check."""
+    from synergy_core import plots as plots_module
     from synergy_core.io import write_table
-    from synergy_core.stages.plots import plot_profiles, plot_progression
+    from synergy_core.stages.plots import plot_ablation, plot_profiles, plot_progression
+
+    real_save = plots_module.save
+    checked = []
+
+    def checked_save(fig, png, pdf):
+        fig.canvas.draw()
+        check_layout(fig, [], True)
+        checked.append(png)
+        real_save(fig, png, pdf)
+
+    monkeypatch.setattr(plots_module, "save", checked_save)
 
     def ci_file(name, n_layers, seed):
         rows = pd.concat([layer_ci(n_layers, seed).assign(quantity=q)
@@ -358,5 +371,15 @@ def test_stage_functions_read_layer_ci_and_twin_files(tmp_path):
                      DEMO_FAMILY, "tiny-neox", outputs, twin="tiny-neox-random",
                      twin_profile=files["tiny-neox-random"][0], twin_scores=files["tiny-neox-random"][1],
                      ci=0.9)
-    for key in ("fig2c", "profiles", "score"):
+    summary = pd.DataFrame({"order": ["synergistic_first"] * 3 + ["redundant_first"] * 3 + ["random"] * 3,
+                            "fraction_removed": [0, 0.2, 0.4] * 3, "kl_mean": [0, 1, 2, 0, 0.4, 1, 0, 0.5, 1.2],
+                            "kl_std": [0.1] * 9, "n": [12] * 9})
+    write_table(tmp_path / "abl_summary.tsv", summary)
+    write_table(tmp_path / "auc.tsv", pd.DataFrame({"order": ["synergistic_first", "redundant_first", "random"],
+                                                    "ratio_to_random": [1.61, 0.83, 1.0]}))
+    outputs["fig4a"], outputs["fig4a_pdf"] = tmp_path / "fig4a.png", tmp_path / "fig4a.pdf"
+    plot_ablation(tmp_path / "abl_summary.tsv", tmp_path / "auc.tsv", outputs,
+                  "a-model-with-a-rather-long-name-step143000")
+    for key in ("fig2c", "profiles", "score", "fig4a"):
         assert png_size(outputs[key])[0] > 500 and outputs[f"{key}_pdf"].stat().st_size > 1000
+    assert len(checked) == 4

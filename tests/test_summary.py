@@ -195,10 +195,14 @@ def test_every_p_value_has_its_floor(table):
 
 
 def test_layer_permutation_p_is_not_below_its_floor(table):
+    """Sampled arrangements: the floor holds up to Monte Carlo error (ties are counted, so no
+    rounding pushes p far below it; tests/test_stats.py checks that over 200 data sets)."""
     for c in table.columns:
         if c.endswith("_p_layer_perm"):
             both = table[[c, f"{c}_floor"]].dropna()
-            assert (both[c] >= both[f"{c}_floor"] * (1 - 1e-5)).all(), c
+            n = table["n_layer_perm"].iloc[0]
+            se = np.sqrt(both[f"{c}_floor"] * (1 - both[f"{c}_floor"]) / n)
+            assert (both[c] >= both[f"{c}_floor"] - 4 * se).all(), c
 
 
 def test_six_significant_digits_in_the_tsv(built, table):
@@ -259,8 +263,9 @@ def test_random_twin_linked_to_its_trained_models(table):
 
 def test_json_equals_the_tsv(built, table):
     doc = read_json(built[0] / "summary.json")
-    assert set(doc) == {"columns", "rows"}
+    assert set(doc) == {"columns", "column_order", "rows"}
     assert list(doc["columns"]) == sorted(table.columns)      # written with sorted keys
+    assert doc["column_order"] == list(table.columns)
     assert len(doc["rows"]) == len(table)
     for i, row in enumerate(doc["rows"]):
         assert set(row) == set(table.columns)

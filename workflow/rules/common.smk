@@ -12,6 +12,7 @@
 #   params therefore carry everything the merged numbers depend on, the chunk code included.
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -43,7 +44,7 @@ export_environment(config, WORKFLOW_DIR)
 
 MODELS = list(config["models"])
 ABLATED = ablated_models(config)
-RESULTS = config["results_dir"].rstrip("/")
+RESULTS = config["results_dir"]  # normalised by validate_config
 # every job records its outputs' paths relative to it (synergy_core.io), so a renamed results
 # directory stays readable
 os.environ[RESULTS_ENV] = RESULTS
@@ -150,15 +151,23 @@ def all_outputs():
 # parsed (also by `snakemake -n`), and the run stops before its first job (onstart, in the
 # Snakefile) if a job that is about to run needs one of them.
 MISSING_MODELS = missing_models(config)
-# the --configfile options as the user would type them here (Snakemake makes them absolute)
+# the --configfile options as the user would type them where Snakemake was started (Snakemake
+# makes them absolute; with --directory the commands name it)
 CONFIGFILES = [
-    c if os.path.relpath(c).startswith("..") else os.path.relpath(c)
+    (
+        c
+        if os.path.relpath(c, workflow.workdir_init).startswith("..")
+        else os.path.relpath(c, workflow.workdir_init)
+    )
     for c in map(str, workflow.overwrite_configfiles or [])
 ]
+RUN_OPTIONS = (["--configfile", *CONFIGFILES] if CONFIGFILES else []) + (
+    [] if os.path.samefile(os.getcwd(), workflow.workdir_init) else ["--directory", os.getcwd()]
+)
 if MISSING_MODELS and workflow.is_main_process:
     logger.warning(
         "synergy-core: "
-        + missing_models_message(MISSING_MODELS, config, CONFIGFILES)
+        + missing_models_message(MISSING_MODELS, config, RUN_OPTIONS)
         + "\n(a run stops before its first job if a job it would run needs one of them)"
     )
 MODEL_LOADING_RULES = ("extract_activations", "ablate_heads")
@@ -172,10 +181,9 @@ def stop_if_models_missing(jobs):
     if missing:
         raise SystemExit(
             "synergy-core: stopped before any job ran.\n"
-            + missing_models_message(missing, config, CONFIGFILES)
+            + missing_models_message(missing, config, RUN_OPTIONS)
         )
 
 
 def report_command():
-    configfiles = " ".join(f"--configfile {c}" for c in CONFIGFILES)
-    return f"snakemake --report {RESULTS}/report.html {configfiles}".rstrip()
+    return shlex.join(["snakemake", "--report", f"{RESULTS}/report.html", *RUN_OPTIONS])

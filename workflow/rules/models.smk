@@ -14,5 +14,8 @@ rule download_models:
         "../../envs/torch.yaml"
     params:
         specs=[weights_of(m) for m in MODELS],
+        # what the preflight found missing: a model missing from the cache (cleaned, or another
+        # hf_home) reruns this rule although its flag file exists
+        missing=sorted(MISSING_MODELS),
     script:
         "../scripts/download_models.py"

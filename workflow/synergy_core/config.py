@@ -254,6 +254,12 @@ def _check_semantics(config: dict) -> None:
                           f"is not installed here (it is not on PyPI): {PHYID_INSTALL}")
     if phi["backend"] == "phyid" and phi["aggregation"] != "per_prompt":
         raise ConfigError("config key phiid.aggregation: the phyid backend supports per_prompt only")
+    config["results_dir"] = os.path.normpath(config["results_dir"])   # ./out/ -> out
+    if config["results_dir"] in (os.curdir, os.sep) or config["results_dir"].startswith(os.pardir):
+        raise ConfigError(f"config key results_dir: {config['results_dir']!r} would put the outputs "
+                          "in the project (or file system) root or outside the working directory "
+                          "by a relative path; name a directory of their own, e.g. results/myrun "
+                          "(an absolute path elsewhere is fine)")
     # one spelling per file (./config/x.tsv and config/x.tsv are the same input and params)
     config["prompts"]["file"] = os.path.normpath(config["prompts"]["file"])
     prompts_file = Path(config["prompts"]["file"])
@@ -326,22 +332,26 @@ def ablated_models(config: dict) -> list[str]:
     return list(chosen)
 
 
+def hub_cache_dir(hf_home: str | None = None) -> Path:
+    """The hub cache the jobs read, in huggingface_hub's order: ``$HF_HUB_CACHE``, else
+    ``hf_home/hub`` (the workflow exports ``hf_home`` as ``HF_HOME``), else ``$HF_HOME/hub``,
+    else ``~/.cache/huggingface/hub``."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if hf_home:
+        return Path(hf_home) / "hub"
+    return Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+
+
 def hub_cache_file(hf_id: str, filename: str, revision: str | None = None,
                    hf_home: str | None = None) -> Path | None:
     """The local copy of one file of a hub model, or None when it is not cached.
 
     Reads the Hugging Face cache layout directly (``<cache>/models--org--name/refs/<revision>``
     holds a commit, the file is under ``snapshots/<commit>/``) so that checking a config never
-    imports huggingface_hub or opens a connection. The cache is ``hf_home/hub``, else
-    ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+    imports huggingface_hub or opens a connection. The cache is :func:`hub_cache_dir`.
     """
-    if hf_home:
-        cache = Path(hf_home) / "hub"
-    elif os.environ.get("HF_HUB_CACHE"):
-        cache = Path(os.environ["HF_HUB_CACHE"])
-    else:
-        cache = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-    repo = cache / ("models--" + hf_id.replace("/", "--"))
+    repo = hub_cache_dir(hf_home) / ("models--" + hf_id.replace("/", "--"))
     ref = repo / "refs" / (revision or "main")
     if ref.is_file():
         commit = ref.read_text().strip()
@@ -412,18 +422,18 @@ def missing_models(config: dict) -> dict[str, list[str]]:
     return out
 
 
-def missing_models_message(missing: dict[str, list[str]], config: dict, configfiles=()) -> str:
-    """The preflight's message: every missing model and the one command that fetches them all."""
+def missing_models_message(missing: dict[str, list[str]], config: dict, options=()) -> str:
+    """The preflight's message: every missing model, the cache looked in, and the one command
+    that fetches them all (``options``: this run's ``--configfile``/``--directory`` options)."""
     import shlex
 
-    lines = [f"{len(missing)} model(s) are not in the local Hugging Face cache, and no job downloads:"]
+    lines = [f"{len(missing)} model(s) are missing from the Hugging Face cache "
+             f"{hub_cache_dir(config.get('hf_home'))} (jobs never download):"]
     for name, what in missing.items():
         spec = config["models"][name]
         rev = f" revision {spec['revision']}" if spec.get("revision") else ""
         lines.append(f"  {name}: {spec['hf_id']}{rev} (missing: {', '.join(what)})")
-    command = ["snakemake", "download_models", "--cores", "1"]
-    if configfiles:
-        command += ["--configfile", *map(str, configfiles)]
+    command = ["snakemake", "download_models", "--cores", "1", *map(str, options)]
     lines.append("Fetch them all where the network is (on a cluster: the login node), with the same "
                  "hf_home/HF_HOME:")
     lines.append(f"  {shlex.join(command)}")

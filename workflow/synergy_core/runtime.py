@@ -37,8 +37,12 @@ def limit_threads(n: int, uses_torch: bool = False) -> None:
         torch.set_num_threads(n)
 
 
-#: Errors whose message is written for the user (the fix included): shown whole on the console.
-USER_ERRORS = ("ConfigError", "CorruptOutputError", "ModelUnavailableError", "ValueError")
+def _is_user_error(exc: BaseException) -> bool:
+    """The workflow's own errors (ConfigError, CorruptOutputError, ModelUnavailableError, ...),
+    whose messages are written for the user, the fix included. Told by their module, so that
+    this module imports none of them: every rule's code hash covers runtime.py, and importing
+    models.py here would make every rule reach torch."""
+    return type(exc).__module__.split(".")[0] == "synergy_core"
 
 
 def console_message(snakemake, exc: BaseException) -> str:
@@ -46,7 +50,7 @@ def console_message(snakemake, exc: BaseException) -> str:
     message of the workflow's own errors whole, of others the first line), and where the full
     traceback is."""
     lines = [line for line in str(exc).splitlines() if line.strip()] or ["(no message)"]
-    if type(exc).__name__ not in USER_ERRORS:
+    if not _is_user_error(exc):
         lines = lines[:1]
     wildcards = ", ".join(f"{k}={v}" for k, v in dict(snakemake.wildcards).items())
     where = f" ({wildcards})" if wildcards else ""
@@ -57,14 +61,21 @@ def console_message(snakemake, exc: BaseException) -> str:
 
 
 def _console_excepthook(snakemake):
-    """The traceback goes to the job's log (stderr is the log); the console, which Snakemake
-    shows, gets :func:`console_message` instead of Snakemake's bare CalledProcessError."""
+    """The traceback goes to the job's log (stderr is the log), followed by
+    :func:`console_message`, its last lines; the message also goes to the job's own stderr,
+    which is Snakemake's console for a local job (a SLURM job's is its output file). Ctrl-C
+    adds nothing: Snakemake reports the interruption itself."""
     def hook(exc_type, exc, tb):
         sys.__excepthook__(exc_type, exc, tb)          # to sys.stderr: the log
+        if isinstance(exc, KeyboardInterrupt):
+            return
         try:
-            sys.__stderr__.write(console_message(snakemake, exc) + "\n")
-            sys.__stderr__.flush()
-        except Exception:  # pragma: no cover - a closed console must not hide the error
+            message = console_message(snakemake, exc)
+            sys.stderr.write(message + "\n")
+            if sys.stderr is not sys.__stderr__:
+                sys.__stderr__.write(message + "\n")
+                sys.__stderr__.flush()
+        except Exception:  # pragma: no cover - a closed stream must not hide the error
             pass
     return hook
 

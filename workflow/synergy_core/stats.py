@@ -229,7 +229,7 @@ def one_sided_p(real: float, null, score: str) -> float:
     ``real`` in the inverted-U direction (``>=`` for ``mid_minus_outer``, ``<=`` for
     ``quad_coef``). NaN if ``real`` is NaN.
 
-    A draw within 1e-9 (relative) of ``real`` counts as a tie: the null scores are computed by
+    A draw within ``1e-9 * max(1, |real|)`` of ``real`` counts as a tie: the null scores are computed by
     another summation path than the real one, so an arrangement equal to the real one differs
     from it by rounding, and counting it as less extreme pushed p below its floor (with few
     layers, where most draws tie)."""

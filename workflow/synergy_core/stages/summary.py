@@ -216,9 +216,12 @@ COLUMN_DOCS = {
     "<x>_ci_low": _doc("", "float", "lower end of the interval of `{x}` (level `stats.ci`, 95% "
                        "by default; how it is built: see `{x}`)"),
     "<x>_ci_high": _doc("", "float", "upper end of the interval of `{x}`"),
-    "<p>_floor": _doc("", "float", "the smallest value the p-value `{p}` can take, its "
-                      "resolution: {floor}. A p at its floor reads \"p <= floor\"; a verdict "
-                      "whose p has a floor above 0.05 is `inconclusive`"),
+    "<p>_floor": _doc("", "float", "the resolution of the p-value `{p}`: {floor}, the smallest "
+                      "value its test can give (for the layer permutation, which samples "
+                      "arrangements at random, the smallest in expectation: a Monte Carlo p "
+                      "scatters around it by about its standard error). A p near its floor "
+                      "reads \"p <= floor\"; a verdict whose p has a floor above 0.05 is "
+                      "`inconclusive`"),
 }
 
 
@@ -469,8 +472,9 @@ def build_summary(models: dict, out_path, json_path=None, html_path=None) -> pd.
     if json_path is not None:
         rows = [{c: _cell(v, kinds[c]) for c, v in row.items()}
                 for row in frame.to_dict(orient="records")]
+        # JSON objects are written with sorted keys: "column_order" keeps the TSV's order
         write_json(json_path, {"columns": {c: d["meaning"] for c, d in docs.items()},
-                               "rows": rows}, made_from)
+                               "column_order": list(frame.columns), "rows": rows}, made_from)
     if html_path is not None:
         write_text(html_path, report_tables.summary_page(frame, docs, SECTIONS, VERDICTS, ALPHA))
     return frame
