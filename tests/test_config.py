@@ -224,7 +224,8 @@ YAML_BAD = [
     ("bad-indent", b"phiid:\n  tau: 2\n n_chunks: 3\n",
      r"line 3, column 2: invalid YAML: expected <block end>, but found '<block mapping start>' \(while "
      r"parsing a block mapping started at line 1, column 1\)"),
-    ("latin-1", b"# caf\xe9\nphiid:\n  tau: 2\n", r"line 1: byte 0xe9 is not UTF-8; save the file as UTF-8"),
+    ("latin-1", b"# caf\xe9\nphiid:\n  tau: 2\n",
+     r"line 1: byte 0xe9 at column 6 is not UTF-8; save the file as UTF-8"),
 ]
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import kl_long, save_activations
 
 from synergy_core.io import (
     CorruptOutputError,
@@ -74,30 +75,13 @@ def _paths(m: str) -> dict:
         auc_json=d / "ablation" / "auc_ci.json", compare=d / "comparisons" / "vs_b.tsv")
 
 
-def _activations(m: str, seed: int, prompts: Path = Path("prompts.tsv")) -> None:
-    rng = np.random.default_rng(seed)
-    acts = np.exp(0.3 * rng.standard_normal((N_PROMPTS, N_HEADS, N_STEPS)).cumsum(-1))
-    save_arrays(_paths(m)["acts"], {"config_hash": "same-config"}, made_from=[prompts],
-                acts=acts.astype(np.float32),
-                head_labels=np.array([f"L{h // N_HEADS_PER_LAYER}H{h % N_HEADS_PER_LAYER}" for h in range(N_HEADS)]),
-                prompt_ids=np.array([f"p{i}" for i in range(N_PROMPTS)]),
-                categories=np.array(["x", "y"] * (N_PROMPTS // 2)),
-                layer=np.arange(N_HEADS) // N_HEADS_PER_LAYER, head=np.arange(N_HEADS) % N_HEADS_PER_LAYER,
-                tokens=rng.integers(0, 250, (N_PROMPTS, N_STEPS)),
-                prompt_tokens=rng.integers(0, 250, (N_PROMPTS, 4)))
+def _activations(m: str, seed: int) -> None:
+    save_activations(_paths(m)["acts"], seed, N_LAYERS, N_HEADS_PER_LAYER, N_PROMPTS, N_STEPS,
+                     made_from=[Path("prompts.tsv")], tokens=True)
 
 
 def _kl_long(seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for order, s in [("synergistic_first", -1), ("redundant_first", -1)] + [("random", k) for k in range(9)]:
-        slope = {"synergistic_first": 2.0, "redundant_first": 0.5}.get(order, 1.0)
-        for n in range(4):
-            for p in range(N_PROMPTS):
-                rows.append(dict(order=order, seed=s, n_removed=n, fraction_removed=n / N_HEADS,
-                                 prompt=f"p{p}", prompt_half=-1,
-                                 kl=0.0 if n == 0 else slope * n * (1 + 0.1 * rng.random())))
-    return pd.DataFrame(rows)
+    return kl_long(seed, N_PROMPTS, N_HEADS)
 
 
 def _rank(m: str, out_dir: Path | None = None) -> None:

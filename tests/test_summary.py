@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic import kl_long, save_activations
 
-from synergy_core.io import read_json, read_table, save_arrays, write_table
+from synergy_core.io import read_json, read_table, write_table
 from synergy_core.report_tables import MODEL_TABLE_DOCS, fmt
 from synergy_core.stages import summary as summary_stage
 from synergy_core.stages.ablation_stats import ablation_statistics
@@ -64,28 +65,12 @@ def _dir(m: str) -> Path:
 
 
 def _activations(m: str, seed: int, n_layers: int, per_layer: int) -> None:
-    rng = np.random.default_rng(seed)
-    n_heads = n_layers * per_layer
-    acts = np.exp(0.3 * rng.standard_normal((N_PROMPTS, n_heads, N_STEPS)).cumsum(-1))
-    save_arrays(_dir(m) / "activations.npz", {"config_hash": m}, made_from=[Path("prompts.tsv")],
-                acts=acts.astype(np.float32),
-                head_labels=np.array([f"L{h // per_layer}H{h % per_layer}" for h in range(n_heads)]),
-                prompt_ids=np.array([f"p{i}" for i in range(N_PROMPTS)]),
-                categories=np.array(["x", "y"] * (N_PROMPTS // 2)),
-                layer=np.arange(n_heads) // per_layer, head=np.arange(n_heads) % per_layer)
+    save_activations(_dir(m) / "activations.npz", seed, n_layers, per_layer, N_PROMPTS, N_STEPS,
+                     made_from=[Path("prompts.tsv")], config_hash=m)
 
 
 def _kl_long(seed: int) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for order, s in [("synergistic_first", -1), ("redundant_first", -1)] + [("random", k) for k in range(9)]:
-        slope = {"synergistic_first": 2.0, "redundant_first": 0.5}.get(order, 1.0)
-        for n in range(4):
-            for p in range(N_PROMPTS):
-                rows.append(dict(order=order, seed=s, n_removed=n, fraction_removed=n / 12,
-                                 prompt=f"p{p}", prompt_half=-1,
-                                 kl=0.0 if n == 0 else slope * n * (1 + 0.1 * rng.random())))
-    return pd.DataFrame(rows)
+    return kl_long(seed, N_PROMPTS, 12)
 
 
 def _build() -> dict:

@@ -35,8 +35,10 @@ from synergy_core.config import (
 from synergy_core.io import RESULTS_ENV
 from synergy_core.stages.phiid import NUMERIC_SETTINGS
 
-for _path in workflow.overwrite_configfiles or workflow.configfiles:
-    load_yaml_strict(_path)  # refuses duplicate keys, which YAML would silently merge
+# refuses duplicate keys, which YAML would silently merge (the default config/config.yaml was
+# read strictly in the Snakefile already, before Snakemake loaded it)
+for _path in workflow.overwrite_configfiles:
+    load_yaml_strict(_path)
 validate_config(config, WORKFLOW_DIR / "schemas" / "config.schema.yaml")
 
 # Jobs (local, conda or SLURM) import synergy_core from this checkout and share the model cache.

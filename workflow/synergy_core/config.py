@@ -13,7 +13,6 @@ Check a config file without Snakemake (Snakemake itself reports a YAML syntax er
 from __future__ import annotations
 
 import argparse
-import codecs
 import copy
 import importlib.util
 import math
@@ -70,15 +69,12 @@ def load_yaml_strict(path: str | Path) -> dict:
     Every error is a :class:`ConfigError` naming the file and the line: a YAML syntax error
     (``config file F line 3, column 1: invalid YAML: ...``), a byte that is not UTF-8, a key
     that appears twice."""
-    raw = Path(path).read_bytes()
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+    from .prompts import read_utf8  # the prompt table is read the same way
+
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1
-        raise ConfigError(f"config file {path} line {line}: byte 0x{raw[err.start]:02x} is not "
-                          "UTF-8; save the file as UTF-8") from None
+        text = read_utf8(path, f"config file {path}", "the file")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     loader = _UniqueKeyLoader(text)
     loader.name = str(path)   # marks (and so messages) name the file, not "<unicode string>"
     try:

@@ -18,10 +18,11 @@ class Prompt:
     text: str
 
 
-def _read_text(path: Path) -> str:
-    """The table as text: UTF-8, a leading byte-order mark dropped (as spreadsheets write it);
-    other encodings are refused naming the line of the first byte that is not UTF-8."""
-    raw = path.read_bytes()
+def read_utf8(path: Path, where: str, what: str) -> str:
+    """A text file (the prompt table, a config file) as text: UTF-8, a leading byte-order mark
+    dropped (as spreadsheets write it). Other encodings are refused with a ValueError
+    ``<where> line L: byte 0x.. at column C is not UTF-8; save <what> as UTF-8``."""
+    raw = Path(path).read_bytes()
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
     try:
@@ -29,8 +30,8 @@ def _read_text(path: Path) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         column = err.start - (raw.rfind(b"\n", 0, err.start) + 1) + 1
-        raise ValueError(f"prompts.file: {path} line {line}: byte 0x{raw[err.start]:02x} at column "
-                         f"{column} is not UTF-8; save the table as UTF-8") from None
+        raise ValueError(f"{where} line {line}: byte 0x{raw[err.start]:02x} at column {column} is "
+                         f"not UTF-8; save {what} as UTF-8") from None
 
 
 def load_prompts(path: str | Path) -> list[Prompt]:
@@ -41,7 +42,7 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     otherwise cut it silently); blank lines are skipped. Errors name the file and the line.
     """
     path = Path(path)
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter="\t",
+    reader = csv.reader(io.StringIO(read_utf8(path, f"prompts.file: {path}", "the table"), newline=""), delimiter="\t",
                         quoting=csv.QUOTE_NONE)
     header = next(reader, [])
     missing = [c for c in COLUMNS if c not in header]
