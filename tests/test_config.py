@@ -12,9 +12,22 @@ from synergy_core.phiid.all_pairs import DEFAULT_MAX_BLOCK_PAIRS
 
 @pytest.fixture
 def demo(repo, monkeypatch):
+    """The demo config without its perturbation models, since most tests replace the models
+    (the perturbation cases name theirs; test_demo_perturbation_config_is_valid checks the file)."""
     monkeypatch.chdir(repo)
     with open(repo / "config/demo.yaml") as fh:
-        return yaml.safe_load(fh)
+        cfg = yaml.safe_load(fh)
+    cfg["perturbation"]["models"] = []
+    return cfg
+
+
+def test_demo_perturbation_and_fig4b_configs_are_valid(repo, monkeypatch):
+    monkeypatch.chdir(repo)
+    demo = validate_config(yaml.safe_load((repo / "config/demo.yaml").read_text()))
+    assert demo["perturbation"]["models"] == ["tiny-llama"] and demo["perturbation"]["verdict_alpha"] == 3.0
+    fig4b = validate_config(yaml.safe_load((repo / "config/fig4b.yaml").read_text()))
+    assert fig4b["perturbation"]["verdict_alpha"] == 0.5 and len(fig4b["perturbation"]["models"]) == 3
+    assert fig4b["data_dir"] == "data" and fig4b["perturbation"]["prompt_template"].endswith("\\boxed{}.")
 
 
 def test_demo_and_paper_configs_are_valid_and_defaults_filled(repo, demo):
@@ -125,6 +138,25 @@ BAD = [
     ({"ablation": {"max_fraction": 0.05}},
      r"^config key ablation.max_fraction: 0.05 of the 12 heads of model tiny-llama is less than one head, "
      r"so the ablation would remove none; use at least 0.0834 \(1/12\)$"),
+    # the perturbation stage (tiny-llama: 12 heads; the demo's alpha [1.0, 3.0])
+    ({"perturbation": {"models": ["nope"]}},
+     r"^config key perturbation.models: \['nope'\] are not configured models"),
+    ({"perturbation": {"task": "builtin:geometry"}},
+     r"^config key perturbation.task: unknown built-in task 'builtin:geometry'; choose one of builtin:arithmetic$"),
+    ({"perturbation": {"models": ["tiny-llama"], "task": "/no/such/problems.jsonl"}},
+     r"^config key perturbation.task: '/no/such/problems.jsonl' is neither a known task .* nor an existing JSONL"),
+    ({"perturbation": {"verdict_alpha": 2.0}},
+     r"^config key perturbation.verdict_alpha: 2.0 is not one of perturbation.alpha \[1.0, 3.0\]$"),
+    ({"perturbation": {"models": ["tiny-llama"], "core_fraction": 0.05}},
+     r"^config key perturbation.core_fraction: 0.05 of the 12 heads of model tiny-llama is less than one head$"),
+    ({"perturbation": {"core_fraction": 0.6}},
+     r"^config key perturbation.core_fraction: 0.6 is greater than the maximum of 0.5$"),
+    ({"perturbation": {"alpha": [1.0, 1.0]}}, r"^config key perturbation.alpha: \[1.0, 1.0\] has non-unique"),
+    ({"perturbation": {"alpha": [-1.0]}}, r"^config key perturbation.alpha.0: -1.0 is less than the minimum of 0$"),
+    ({"perturbation": {"prompt_template": "no field"}},
+     r"^config key perturbation.prompt_template: 'no field' does not match"),
+    ({"perturbation": {"n_repeats": 0}}, r"^config key perturbation.n_repeats: 0 is less than the minimum of 1$"),
+    ({"perturbation": {"chat_template": "yes"}}, r"^config key perturbation.chat_template: 'yes' is not one of"),
 ]
 
 

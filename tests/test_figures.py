@@ -106,6 +106,37 @@ def atoms(n, seed=0):
     return m
 
 
+CONDITIONS = ("baseline", "synergistic", "redundant", "random")
+
+
+def perturbation_tables(alphas=(0.5, 1.0), n_sets=19, n_problems=200, seed=0, with_tests=True):
+    """accuracy.tsv, sets.tsv and tests.tsv of one model, shaped as perturbation_stats writes
+    them: the synergistic core hurt most, the redundant core least."""
+    rng = np.random.default_rng(seed)
+    base = 0.35 + 0.1 * rng.random()
+    drop = {"synergistic": 0.25, "redundant": 0.05, "random": 0.12}
+    acc = [dict(condition="baseline", alpha=0.0, accuracy=base, n_sets=1)]
+    sets = []
+    for a in alphas:
+        for c, d in drop.items():
+            acc.append(dict(condition=c, alpha=a, accuracy=max(base - d * a, 0.0),
+                            n_sets=n_sets if c == "random" else 1))
+        sets += [dict(condition="random", set=i, alpha=a,
+                      accuracy=float(np.clip(base - drop["random"] * a + rng.normal(0, 0.04), 0, 1)))
+                 for i in range(n_sets)]
+    acc = pd.DataFrame(acc)
+    half = 1.96 * np.sqrt(acc.accuracy * (1 - acc.accuracy) / n_problems)
+    acc = acc.assign(ci_low=(acc.accuracy - half).clip(0, 1), ci_high=(acc.accuracy + half).clip(0, 1),
+                     n_problems=n_problems, n_repeats=3, unit_sd=0.02)
+    tables = dict(accuracy=acc, sets=pd.DataFrame(sets))
+    if with_tests:
+        tables["tests"] = pd.DataFrame([dict(comparison="synergistic_vs_random", alpha=a, alternative="less",
+                                             test="set_rank", diff=-0.13 * a, diff_ci_low=-0.2, diff_ci_high=-0.05,
+                                             effect_size=-2.0, effect_size_kind="z", p=0.05, p_floor=0.05,
+                                             n_a=1, n_b=n_sets) for a in alphas])
+    return tables
+
+
 def categories_table(n_layers):
     rng = np.random.default_rng(0)
     return pd.DataFrame([dict(category=c, layer=k, depth=k / (n_layers - 1),
@@ -155,6 +186,19 @@ CASES = {
     "fig4a-demo": ("ablation_curves",
                    lambda: plots.ablation_curves(ablation_summary(), "tiny-neox-step150\nsynergistic/random "
                                                  "AUC 0.95, redundant/random AUC 0.65"), [], True),
+    "fig4b-one-model": ("perturbation_figure",
+                        lambda: plots.perturbation_figure({"tiny-llama": perturbation_tables()}, 0.5,
+                                                          "task accuracy with noise on head sets (Fig 4b)"),
+                        [], False),
+    "fig4b-three-models": ("perturbation_figure",
+                           lambda: plots.perturbation_figure(
+                               {"qwen2.5-1.5b-instruct-with-a-long-name": perturbation_tables((0.1, 0.5, 1.0), 19),
+                                "tiny-neox-step150": perturbation_tables((0.1, 0.5, 1.0), 4, 30, seed=1,
+                                                                         with_tests=False),
+                                "gemma-2b": {"accuracy": perturbation_tables((0.1, 0.5, 1.0), seed=2)["accuracy"]}},
+                               1.0, "task accuracy (MATH-500) with Gaussian noise N(0, (alpha std W)^2) on the "
+                                    "query rows and output columns of head sets | 3 models", ci=0.9),
+                           [], False),
     "scatter-demo": ("synergy_vs_redundancy",
                      lambda: plots.synergy_vs_redundancy(heads_table(6, 4), {"spearman": 0.11, "pearson": 0.2},
                                                          DEMO_TITLE), [], False),
@@ -383,3 +427,38 @@ def test_stage_functions_read_layer_ci_and_twin_files(tmp_path, monkeypatch):
     for key in ("fig2c", "profiles", "score", "fig4a"):
         assert png_size(outputs[key])[0] > 500 and outputs[f"{key}_pdf"].stat().st_size > 1000
     assert len(checked) == 4
+
+
+def test_perturbation_stage_reads_its_tables(tmp_path, monkeypatch):
+    """The rule's path for Fig 4b: the three tables of two models written with write_table, read
+    back by the stage; the figure passes the layout check, and a verdict_alpha the tables lack
+    is refused."""
+    from synergy_core import plots as plots_module
+    from synergy_core.io import write_table
+    from synergy_core.stages.plots import plot_perturbation
+
+    real_save = plots_module.save
+    checked = []
+
+    def checked_save(fig, png, pdf):
+        fig.canvas.draw()
+        check_layout(fig, [], False)
+        checked.append(png)
+        real_save(fig, png, pdf)
+
+    monkeypatch.setattr(plots_module, "save", checked_save)
+    paths = {}
+    for k, m in enumerate(("tiny-llama", "tiny-neox-step150")):
+        tables = perturbation_tables((0.5, 1.0), seed=k)
+        paths[m] = {}
+        for name, frame in tables.items():
+            paths[m][name] = tmp_path / m / f"{name}.tsv"
+            write_table(paths[m][name], frame)
+    outputs = {"fig4b": tmp_path / "fig4b.png", "fig4b_pdf": tmp_path / "fig4b.pdf"}
+    args = ({m: p["accuracy"] for m, p in paths.items()}, {m: p["sets"] for m, p in paths.items()},
+            {m: p["tests"] for m, p in paths.items()})
+    plot_perturbation(*args, 0.5, outputs, ci=0.95, task="builtin:arithmetic")
+    assert checked == [str(outputs["fig4b"])]
+    assert png_size(outputs["fig4b"])[0] > 500 and outputs["fig4b_pdf"].stat().st_size > 1000
+    with pytest.raises(ValueError, match="verdict_alpha 0.3"):
+        plot_perturbation(*args, 0.3, outputs)

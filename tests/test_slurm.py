@@ -31,7 +31,7 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")
 
-GPU_RULES = ("extract_activations", "ablate_heads")
+GPU_RULES = ("extract_activations", "ablate_heads", "perturbation_part")
 
 # The whole workflow on one built-in model, small enough for a few minutes through SLURM (the
 # demo's 55 jobs would take ~8 min there: every SLURM job costs ~10 s of start-up on this node).
@@ -99,8 +99,9 @@ def narval_env(tmp_path):
 
 
 # ------------------------------------------------------------------ Narval profile, no cluster
-@pytest.mark.parametrize("config", [[], ["--configfile", "config/demo.yaml"]],
-                         ids=["paper", "demo"])
+@pytest.mark.parametrize("config", [[], ["--configfile", "config/demo.yaml"],
+                                    ["--configfile", "config/fig4b.yaml"]],
+                         ids=["paper", "demo", "fig4b"])
 def test_narval_profile_dry_run(tmp_path, config):
     """The profile changes resources only: the same jobs as a plain dry run, each with the
     account from $SLURM_ACCOUNT; GPU rules with gres gpu:1 and a GPU bundle, PhiID chunks with
@@ -111,11 +112,17 @@ def test_narval_profile_dry_run(tmp_path, config):
               cwd=REPO, env=narval_env(tmp_path)).stdout
     counts = job_counts(out)
     assert counts == job_counts(plain)
-    for rule in ("extract_activations", "phiid_chunk", "phiid_merge", "rank_heads", "ablate_heads",
-                 "plot_model", "plot_ablation", "plot_profiles"):
+    config_file = yaml.safe_load((REPO / (config[1] if config else "config/config.yaml")).read_text())
+    expected = ["extract_activations", "phiid_chunk", "phiid_merge", "rank_heads", "plot_model", "plot_profiles"]
+    if config_file.get("ablation", {}).get("enabled", True):
+        expected += ["ablate_heads", "plot_ablation"]
+    if config_file.get("perturbation", {}).get("models"):
+        expected += ["perturbation_part", "perturbation_merge", "perturbation_stats", "plot_perturbation"]
+        assert counts["perturbation_part"] == (len(config_file["perturbation"]["models"])
+                                               * config_file["perturbation"]["n_parts"])
+    for rule in expected:
         assert counts.get(rule, 0) >= 1, (rule, counts)
-    n_chunks = yaml.safe_load((REPO / (config[1] if config else "config/config.yaml"))
-                              .read_text())["phiid"]["n_chunks"]
+    n_chunks = config_file["phiid"]["n_chunks"]
     assert counts["phiid_chunk"] == counts["phiid_merge"] * n_chunks
     blocks = job_blocks(out)
     assert {rule for rule, _ in blocks} == set(counts)

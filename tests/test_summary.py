@@ -2,8 +2,9 @@
 
 A small results tree is built with the stage functions (a training progression of two
 checkpoints with a random-init twin, one ablated; a 7-layer model without a twin, whose
-layer-permutation test can reach 0.05), then the summary stage writes every output of the
-`summary` rule. Checked: the TSV loads with pandas as numbers (intervals, p-values and floors
+layer-permutation test can reach 0.05; three models perturbed, with synthetic perturbation
+tables whose verdicts are supported, not supported and inconclusive), then the summary stage
+writes every output of the `summary` rule. Checked: the TSV loads with pandas as numbers (intervals, p-values and floors
 float, counts integer, 6 significant digits), the verdicts and the twin links, the JSON equals
 the TSV, every column is documented (COLUMN_DOCS, and README "Reading the summary" lists each
 entry), the HTML pages show the verdicts and the column explanations, and the report's intro
@@ -13,6 +14,7 @@ names exactly the report's sections.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -24,7 +26,7 @@ import pandas as pd
 import pytest
 from synthetic import kl_long, save_activations
 
-from synergy_core.io import read_json, read_table, write_table
+from synergy_core.io import CorruptOutputError, read_json, read_table, write_table
 from synergy_core.report_tables import MODEL_TABLE_DOCS, fmt
 from synergy_core.stages import summary as summary_stage
 from synergy_core.stages.ablation_stats import ablation_statistics
@@ -57,6 +59,11 @@ MODELS = {
 COMPARISONS = [("fam-step0", "fam-random", "random"), ("fam-step9", "fam-random", "random"),
                ("fam-step9", "fam-step0", "first")]
 ABLATED = ["fam-step9"]
+#: perturbed model -> (synergistic_vs_random p, random sets, noise draws): supported, not
+#: supported, inconclusive (9 random sets: floor 0.1)
+PERTURBED = {"fam-step9": (0.05, 19, 3), "fam-step0": (0.4, 19, 4), "solo": (0.1, 9, 3)}
+PERTURBATION_ALPHAS = (0.5, 1.0)
+VERDICT_ALPHA = 0.5
 P_COLUMN = re.compile(r".*_p(_layer_perm|_surrogate|_null)?\Z")
 
 
@@ -71,6 +78,46 @@ def _activations(m: str, seed: int, n_layers: int, per_layer: int) -> None:
 
 def _kl_long(seed: int) -> pd.DataFrame:
     return kl_long(seed, N_PROMPTS, 12)
+
+
+def perturbation_tables(p_syn_random: float, n_sets: int, n_repeats: int, n_problems: int = 50,
+                        alphas=PERTURBATION_ALPHAS) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """accuracy.tsv and tests.tsv of one model as the perturbation stage writes them, with the
+    synergistic-vs-random p-value ``p_syn_random`` at every alpha (n_sets = 0: no random sets,
+    so no random row and no set-rank tests)."""
+    base = 0.6
+    acc = [dict(condition="baseline", alpha=0.0, accuracy=base, ci_low=0.46, ci_high=0.72,
+                n_problems=n_problems, n_sets=1, n_repeats=1, unit_sd=0.0)]
+    tests = []
+    drop = {"synergistic": 0.3, "redundant": 0.05, "random": 0.12}
+    for a in alphas:
+        for c, d in drop.items():
+            if c == "random" and n_sets == 0:
+                continue
+            acc.append(dict(condition=c, alpha=a, accuracy=base - d * a, ci_low=base - d * a - 0.1,
+                            ci_high=base - d * a + 0.1, n_problems=n_problems,
+                            n_sets=n_sets if c == "random" else 1, n_repeats=n_repeats, unit_sd=0.03))
+        floor = 1 / math.comb(2 * n_repeats, n_repeats)     # every synergistic draw lowest: p = floor
+        comparisons = [("synergistic_vs_redundant", "less", "repeat_permutation", -0.25 * a, floor,
+                        floor, n_repeats, n_repeats)]
+        if n_sets:
+            comparisons += [("synergistic_vs_random", "less", "set_rank", -0.18 * a, p_syn_random,
+                             1 / (1 + n_sets), 1, n_sets),
+                            ("redundant_vs_random", "greater", "set_rank", 0.07 * a, 0.3,
+                             1 / (1 + n_sets), 1, n_sets)]
+        tests += [dict(comparison=c, alpha=a, alternative=alt, test=test, diff=d, diff_ci_low=d - 0.05,
+                       diff_ci_high=d + 0.05, effect_size=10 * d, effect_size_kind="z_vs_random_sets"
+                       if test == "set_rank" else "cohen_d", p=p, p_floor=floor, n_a=na, n_b=nb)
+                  for c, alt, test, d, p, floor, na, nb in comparisons]
+    return pd.DataFrame(acc), pd.DataFrame(tests)
+
+
+def _write_perturbation(d: Path, p: float, n_sets: int, n_repeats: int) -> dict:
+    acc, tests = perturbation_tables(p, n_sets, n_repeats)
+    write_table(d / "accuracy.tsv", acc)
+    write_table(d / "tests.tsv", tests)
+    return dict(perturbation_accuracy=d / "accuracy.tsv", perturbation_tests=d / "tests.tsv",
+                perturbation_alpha=VERDICT_ALPHA)
 
 
 def _build() -> dict:
@@ -98,6 +145,8 @@ def _build() -> dict:
         ablation_statistics(d / "kl_long.tsv", d / "auc_ci.tsv", d / "auc_ci.json",
                             dict(n_boot=20, seed=0, ci=0.95))
         models[m].update(ablation=d / "auc_ci.tsv", ablation_json=d / "auc_ci.json")
+    for m, (p, n_sets, n_repeats) in PERTURBED.items():
+        models[m].update(_write_perturbation(_dir(m) / "perturbation", p, n_sets, n_repeats))
     for m, other, kind in COMPARISONS:
         out = _dir(m) / "comparisons" / f"vs_{other}.tsv"
         compare_models(_dir(m) / "phiid" / "phiid.npz", _dir(other) / "phiid" / "phiid.npz", out,
@@ -119,6 +168,9 @@ def built(tmp_path_factory):
                           graphs=_dir(m) / "stats" / "graphs.html") for m in MODELS}
         for m in ABLATED:
             tables[m]["auc_ci"] = _dir(m) / "ablation" / "auc_ci.html"
+        for m in PERTURBED:
+            tables[m].update(perturbation_accuracy=_dir(m) / "perturbation" / "accuracy.html",
+                             perturbation_tests=_dir(m) / "perturbation" / "tests.html")
         write_model_tables(models, tables)
     finally:
         os.chdir(cwd)
@@ -132,8 +184,9 @@ def table(built):
 
 def test_one_row_per_model_in_config_order_identity_and_verdicts_first(table):
     assert list(table.model) == list(MODELS)
-    assert list(table.columns[:9]) == ["model", "family", "hf_id", "revision", "init", "random_twin",
-                                       "random_twin_of", "verdict_inverted_u", "verdict_ablation"]
+    assert list(table.columns[:10]) == ["model", "family", "hf_id", "revision", "init", "random_twin",
+                                        "random_twin_of", "verdict_inverted_u", "verdict_ablation",
+                                        "verdict_perturbation"]
     assert table.columns.is_unique
 
 
@@ -209,7 +262,8 @@ def test_verdicts_take_the_allowed_values_by_their_rules(table):
         for model, verdict in rows[column].items():
             p = rows.loc[model].get(v["p"], np.nan)
             if pd.isna(verdict):       # not tested on this model
-                assert column == "verdict_ablation" and model not in ABLATED
+                assert (column == "verdict_ablation" and model not in ABLATED) or \
+                    (column == "verdict_perturbation" and model not in PERTURBED), (column, model)
                 continue
             assert verdict in VERDICT_VALUES
             floor = rows.loc[model, f"{v['p']}_floor"]
@@ -221,6 +275,74 @@ def test_verdicts_take_the_allowed_values_by_their_rules(table):
     assert rows.loc["solo", "verdict_inverted_u"] in ("supported", "not supported")
     # 9 random orders: smallest p 0.1
     assert rows.loc["fam-step9", "verdict_ablation"] == "inconclusive"
+
+
+def test_perturbation_columns_at_the_verdict_alpha(table):
+    rows = table.set_index("model")
+    assert rows.loc["fam-step9", "verdict_perturbation"] == "supported"
+    assert rows.loc["fam-step0", "verdict_perturbation"] == "not supported"
+    assert rows.loc["solo", "verdict_perturbation"] == "inconclusive"        # floor 1/10 > 0.05
+    assert pd.isna(rows.loc["fam-random", "verdict_perturbation"])           # not perturbed
+    pert = [c for c in table.columns if c.startswith("perturbation_")]
+    assert rows.loc["fam-random", pert].isna().all()
+    step9 = rows.loc["fam-step9"]
+    assert step9.perturbation_alpha == VERDICT_ALPHA
+    # values at alpha 0.5, not 1.0; baseline from its alpha-0 row
+    assert step9.perturbation_accuracy_baseline == pytest.approx(0.6)
+    assert step9.perturbation_accuracy_synergistic == pytest.approx(0.6 - 0.3 * 0.5)
+    assert step9.perturbation_accuracy_random_ci_high == pytest.approx(0.6 - 0.06 + 0.1)
+    assert step9.perturbation_diff_synergistic_vs_random == pytest.approx(-0.09)
+    assert step9.perturbation_diff_synergistic_vs_random_ci_low == pytest.approx(-0.14)
+    assert step9.perturbation_effect_synergistic_vs_redundant == pytest.approx(-1.25)
+    assert step9.perturbation_effect_synergistic_vs_random_kind == "z_vs_random_sets"
+    # floors: set-rank 1/(1 + n sets), repeat permutation 1/C(2n, n)
+    assert step9.perturbation_diff_synergistic_vs_random_p_floor == pytest.approx(1 / 20)
+    assert step9.perturbation_diff_redundant_vs_random_p_floor == pytest.approx(1 / 20)
+    assert step9.perturbation_diff_synergistic_vs_redundant_p_floor == pytest.approx(1 / 20)
+    assert rows.loc["fam-step0", "perturbation_diff_synergistic_vs_redundant_p_floor"] == pytest.approx(1 / 70)
+    assert rows.loc["solo", "perturbation_diff_synergistic_vs_random_p_floor"] == pytest.approx(1 / 10)
+    assert (step9.perturbation_n_problems, step9.perturbation_n_random_sets, step9.perturbation_n_repeats) \
+        == (50, 19, 3)
+    for comparison in ("synergistic_vs_random", "synergistic_vs_redundant", "redundant_vs_random"):
+        for suffix in ("", "_ci_low", "_ci_high", "_p", "_p_floor"):
+            assert f"perturbation_diff_{comparison}{suffix}" in table.columns
+        assert f"perturbation_effect_{comparison}" in table.columns
+    for condition in ("baseline", "synergistic", "redundant", "random"):
+        for suffix in ("", "_ci_low", "_ci_high"):
+            assert f"perturbation_accuracy_{condition}{suffix}" in table.columns
+    # the verdict's estimate and p-value are in the report's verdict table
+    assert VERDICTS["verdict_perturbation"]["p"] == "perturbation_diff_synergistic_vs_random_p"
+
+
+def test_perturbation_numbers_are_numbers_in_the_json(built):
+    doc = read_json(built[0] / "summary.json")
+    rows = {r["model"]: r for r in doc["rows"]}
+    for name, value in rows["fam-step9"].items():
+        if name.startswith("perturbation_"):
+            kind = column_doc(name)["kind"]
+            expected = {"int": int, "float": float, "p": float, "str": str}[kind]
+            assert type(value) is expected, (name, value)
+    assert rows["fam-step9"]["perturbation_n_random_sets"] == 19
+    assert rows["fam-step9"]["perturbation_diff_synergistic_vs_random_p"] == 0.05
+    assert rows["fam-step9"]["verdict_perturbation"] == "supported"
+    assert rows["fam-random"]["verdict_perturbation"] is None
+    assert all(v is None for k, v in rows["fam-random"].items() if k.startswith("perturbation_"))
+    assert "set-rank" in doc["columns"]["perturbation_diff_synergistic_vs_random_p"]
+
+
+def test_perturbation_without_random_sets_or_verdict_alpha(tmp_path):
+    """No random sets (`n_random_sets: 0`): the random columns stay empty and the verdict is
+    inconclusive; a verdict alpha the tables lack is refused with the file's name."""
+    row = {}
+    paths = _write_perturbation(tmp_path / "none", 0.01, 0, 3)
+    summary_stage._perturbation_columns(row, paths["perturbation_accuracy"], paths["perturbation_tests"], 1.0)
+    assert np.isnan(row["perturbation_accuracy_random"]) and np.isnan(row["perturbation_diff_synergistic_vs_random_p"])
+    assert row["perturbation_n_random_sets"] == 0
+    assert row["perturbation_accuracy_synergistic"] == pytest.approx(0.3)
+    assert summary_stage._verdict(row["perturbation_diff_synergistic_vs_random_p"],
+                                  row["perturbation_diff_synergistic_vs_random_p_floor"]) == "inconclusive"
+    with pytest.raises(CorruptOutputError, match="accuracy.tsv: no rows at perturbation.verdict_alpha 0.25"):
+        summary_stage._perturbation_columns({}, paths["perturbation_accuracy"], paths["perturbation_tests"], 0.25)
 
 
 def test_verdict_rule():
@@ -326,7 +448,8 @@ def test_model_tables_as_html_with_their_column_explanations(built):
                     "<code>", "").replace("</code>", ""), (key, c)
             assert "(not documented)" not in text
             assert not re.search(r"<script|src=|https?://", text)
-    assert set(tables["fam-step9"]) == {"profile_scores", "graphs", "auc_ci"}
+    assert set(tables["fam-step9"]) == {"profile_scores", "graphs", "auc_ci", "perturbation_accuracy",
+                                        "perturbation_tests"}
 
 
 def test_html_number_format():

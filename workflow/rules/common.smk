@@ -33,7 +33,9 @@ from synergy_core.config import (
     validate_config,
 )
 from synergy_core.io import RESULTS_ENV
+from synergy_core.perturbation_plan import PLAN_KEYS
 from synergy_core.stages.phiid import NUMERIC_SETTINGS
+from synergy_core.tasks import DOWNLOADABLE_TASKS, task_source
 
 # refuses duplicate keys, which YAML would silently merge (the default config/config.yaml was
 # read strictly in the Snakefile already, before Snakemake loaded it)
@@ -82,6 +84,7 @@ wildcard_constraints:
     other="|".join(re.escape(m) for m in MODELS),
     family="|".join(re.escape(f) for f in FAMILIES) or "no-family",
     chunk=r"\d+",
+    part=r"\d+",
 
 
 use_disk_cache(Path(".snakemake") / "synergy_core-codehash.json")  # saved by the Snakefile
@@ -114,6 +117,24 @@ N_CHUNKS = config["phiid"]["n_chunks"]
 CHUNK = f"{RESULTS}/{{model}}/phiid/chunks/n{N_CHUNKS}/chunk_{{chunk}}.npz"
 
 
+# The perturbation stage (Fig 4b): models, task data, units of work dealt over N_PARTS GPU jobs.
+PERTURBED = list(config["perturbation"]["models"])
+PERTURBATION = pick("perturbation", *PLAN_KEYS)
+N_PARTS = config["perturbation"]["n_parts"]
+PERTURBATION_PART = f"{RESULTS}/{{model}}/perturbation/parts/n{N_PARTS}/part_{{part}}.json"
+TASK_JSON = f"{RESULTS}/task/problems.json"
+TASK_SOURCE = task_source(config["perturbation"]["task"], config["data_dir"])
+DOWNLOADS = [
+    (task, task_source(task, config["data_dir"]))
+    for task in [config["perturbation"]["task"]]
+    if task in DOWNLOADABLE_TASKS and PERTURBED
+]
+
+
+def perturbation_parts(wildcards):
+    return expand(PERTURBATION_PART, model=wildcards.model, part=range(N_PARTS))
+
+
 def warn_about_rerun_triggers():
     """Warn once when the rerun triggers include `input` or `code`, i.e. profiles/default was not
     applied. Called while the DAG is built (the triggers are not known while parsing)."""
@@ -144,6 +165,8 @@ def all_outputs():
         + expand(f"{RESULTS}/{{model}}/figures/fig4a_ablation.png", model=ABLATED)
         + expand(f"{RESULTS}/figures/fig3a_progression_{{family}}.png", family=FAMILIES)
         + [f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS]
+        + expand(f"{RESULTS}/{{model}}/perturbation/tests.tsv", model=PERTURBED)
+        + ([f"{RESULTS}/figures/fig4b_perturbation.png"] if PERTURBED else [])
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
         + [f"{RESULTS}/summary.json", f"{RESULTS}/summary.html"]
     )
@@ -172,7 +195,7 @@ if MISSING_MODELS and workflow.is_main_process:
         + missing_models_message(MISSING_MODELS, config, RUN_OPTIONS)
         + "\n(a run stops before its first job if a job it would run needs one of them)"
     )
-MODEL_LOADING_RULES = ("extract_activations", "ablate_heads")
+MODEL_LOADING_RULES = ("extract_activations", "ablate_heads", "perturbation_part")
 
 
 def stop_if_models_missing(jobs):

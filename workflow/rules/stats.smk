@@ -69,6 +69,10 @@ rule summary:
         ablation=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.tsv", model=ABLATED),
         ablation_json=expand(f"{RESULTS}/{{model}}/ablation/auc_ci.json", model=ABLATED),
         comparisons=[f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS],
+        perturbation_accuracy=expand(
+            f"{RESULTS}/{{model}}/perturbation/accuracy.tsv", model=PERTURBED
+        ),
+        perturbation_tests=expand(f"{RESULTS}/{{model}}/perturbation/tests.tsv", model=PERTURBED),
     output:
         # the TSV and JSON for analysis; the HTML pages show the tables inside the report (which
         # offers a TSV only as a download), each model's next to its TSV
@@ -114,6 +118,24 @@ rule summary:
             )
             for m in ABLATED
         ],
+        perturbation_accuracy_html=[
+            report(
+                f"{RESULTS}/{m}/perturbation/accuracy.html",
+                caption="../report/perturbation_accuracy.rst",
+                category="7. Perturbation",
+                subcategory=m,
+            )
+            for m in PERTURBED
+        ],
+        perturbation_tests_html=[
+            report(
+                f"{RESULTS}/{m}/perturbation/tests.html",
+                caption="../report/perturbation_tests.rst",
+                category="7. Perturbation",
+                subcategory=m,
+            )
+            for m in PERTURBED
+        ],
     log:
         f"{RESULTS}/logs/summary.log",
     conda:
@@ -122,6 +144,8 @@ rule summary:
         models=MODELS,
         ablated=ABLATED,
         comparisons=COMPARISONS,
+        perturbed=PERTURBED,
+        perturbation_alpha=config["perturbation"]["verdict_alpha"],
         specs={m: dict(weights_of(m), family=config["models"][m]["family"]) for m in MODELS},
         code=code_of("summary"),
     script:

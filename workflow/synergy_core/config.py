@@ -32,8 +32,8 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.y
 
 
 #: Names under results/ that the workflow writes itself: no model or family may take them.
-RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "summary.tsv", "summary.json", "summary.html",
-                            "report.html", "README.md", "comparisons",
+RESERVED_NAMES = frozenset({"figures", "logs", "benchmarks", "models", "task", "summary.tsv",
+                            "summary.json", "summary.html", "report.html", "README.md", "comparisons",
                             "demo"})  # the demo's results_dir is results/demo
 
 
@@ -299,6 +299,7 @@ def _check_semantics(config: dict) -> None:
                 raise ConfigError(f"config key phiid.n_chunks: {phi['n_chunks']} chunks for "
                                   f"{n_pairs} head pairs of model {name}; use at most {n_pairs}")
         heads[name] = n_total_heads
+    _check_perturbation(config, heads)
     fraction = config["ablation"]["max_fraction"]
     for name in ablated_models(config):
         h = heads[name]
@@ -307,6 +308,36 @@ def _check_semantics(config: dict) -> None:
                 f"config key ablation.max_fraction: {fraction} of the {h} heads of model {name} "
                 f"is less than one head, so the ablation would remove none; use at least "
                 f"{min_max_fraction(h)} (1/{h})")
+
+
+def _check_perturbation(config: dict, heads: dict[str, int | None]) -> None:
+    """The perturbation section: known models, a readable task, a verdict alpha that is run,
+    and sets of at least one head (where the head count is known without loading the model)."""
+    from .builtin import BUILTIN_TASKS
+    from .head_counts import perturbation_set_size
+
+    pert = config["perturbation"]
+    unknown = sorted(set(pert["models"]) - set(config["models"]))
+    if unknown:
+        raise ConfigError(f"config key perturbation.models: {unknown} are not configured models "
+                          f"(configured: {sorted(config['models'])})")
+    task = pert["task"]
+    if task.startswith("builtin:") and task not in BUILTIN_TASKS:
+        raise ConfigError(f"config key perturbation.task: unknown built-in task {task!r}; choose one "
+                          f"of {', '.join(BUILTIN_TASKS)}")
+    if pert["models"] and task not in BUILTIN_TASKS and task not in ("math500",) and not Path(task).is_file():
+        raise ConfigError(f"config key perturbation.task: {task!r} is neither a known task "
+                          f"(math500, {', '.join(BUILTIN_TASKS)}) nor an existing JSONL file")
+    if pert["verdict_alpha"] is None:
+        pert["verdict_alpha"] = pert["alpha"][0]
+    elif pert["verdict_alpha"] not in pert["alpha"]:
+        raise ConfigError(f"config key perturbation.verdict_alpha: {pert['verdict_alpha']} is not one "
+                          f"of perturbation.alpha {pert['alpha']}")
+    for name in pert["models"]:
+        h = heads.get(name)
+        if h is not None and perturbation_set_size(h, pert["core_fraction"]) < 1:
+            raise ConfigError(f"config key perturbation.core_fraction: {pert['core_fraction']} of the "
+                              f"{h} heads of model {name} is less than one head")
 
 
 def export_environment(config: dict, workflow_dir: str | Path) -> None:

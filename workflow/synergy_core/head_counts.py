@@ -18,3 +18,8 @@ def min_max_fraction(n_total_heads: int) -> float:
     ``n_total_heads`` heads: the value the messages suggest (rounding to nearest could suggest a
     value still refused, e.g. 0.08333 for 12 heads)."""
     return math.ceil(1e4 / n_total_heads) / 1e4
+
+
+def perturbation_set_size(n_total_heads: int, core_fraction: float) -> int:
+    """Heads in each perturbed set: ``floor(core_fraction * heads)`` (the paper's top 25%)."""
+    return math.floor(core_fraction * n_total_heads + 1e-9)

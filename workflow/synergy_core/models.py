@@ -12,6 +12,8 @@ the multi-family demo, ``builtin:tiny-llama``, ``builtin:tiny-qwen3``, ``builtin
 ever downloaded for them. Their weights are drawn from ``seed``; a revision ``step{N}`` then
 trains them for N deterministic steps on a small generated corpus (:func:`tiny_corpus`), which
 stands in for Pythia's training checkpoints in the offline demo (``step0`` = initialisation).
+``builtin:tiny-llama-arith`` is tiny-llama trained on the built-in arithmetic task instead
+(:func:`training_text`), the model of the perturbation stage's demo.
 
 Every loader here runs with the hub offline unless ``allow_download=True`` (only the
 ``download_models`` rule passes that), so a compute node without internet fails within seconds
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .builtin import BUILTIN_MODELS, BUILTIN_PREFIX, TINY_CONFIGS, is_builtin
+from .builtin import BUILTIN_MODELS, BUILTIN_PREFIX, TINY_CONFIGS, TINY_CORPUS, arithmetic_corpus, is_builtin
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SPECIAL_TOKENS = ("<|endoftext|>", "<|pad|>")
@@ -215,7 +217,7 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
         model = _from_config(config, seed)
         steps = builtin_steps(spec.get("revision"))
         if spec.get("init", "pretrained") == "pretrained" and steps:
-            train_tiny(model, tokenizer, steps, seed)
+            train_tiny(model, tokenizer, steps, seed, training_text(spec["hf_id"], seed))
     else:
         src, kw = _source(spec)
         try:
@@ -269,14 +271,24 @@ def tiny_corpus(n_sentences: int = 4000, seed: int = 0) -> str:
     return " ".join(out)
 
 
-def train_tiny(model, tokenizer, steps: int, seed: int, batch: int = 8, length: int = 48,
-               lr: float = 3e-3) -> None:
-    """Train a built-in model in place for ``steps`` AdamW steps on :func:`tiny_corpus`.
+def training_text(hf_id: str, seed: int) -> str:
+    """The training text of a built-in model: :func:`tiny_corpus`, or for ``tiny-llama-arith``
+    the arithmetic task's examples (:func:`builtin.arithmetic_corpus`)."""
+    if TINY_CORPUS.get(hf_id[len(BUILTIN_PREFIX):], "text") == "arithmetic":
+        return arithmetic_corpus(seed=seed)
+    return tiny_corpus(seed=seed)
+
+
+def train_tiny(model, tokenizer, steps: int, seed: int, text: str | None = None, batch: int = 8,
+               length: int = 48, lr: float = 3e-3) -> None:
+    """Train a built-in model in place for ``steps`` AdamW steps on ``text`` (default
+    :func:`tiny_corpus`).
 
     Runs on one CPU thread with a fixed seed, so the weights are bitwise reproducible whatever
     the job's thread count (a few seconds for a few hundred steps).
     """
-    ids = torch.tensor(tokenizer(tiny_corpus(seed=seed))["input_ids"], dtype=torch.long)
+    text = tiny_corpus(seed=seed) if text is None else text
+    ids = torch.tensor(tokenizer(text)["input_ids"], dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,8 +1,8 @@
 """Figures. Each function takes data and returns a matplotlib Figure; rules save them (PNG + PDF).
 
 Figure numbers refer to the paper (arXiv 2601.06851): 2a pairwise heatmaps, 2b per-head syn_red,
-2c layer profile, 3a training progression, 3b-c graphs, 4a ablation curves. Information is in
-nats throughout.
+2c layer profile, 3a training progression, 3b-c graphs, 4a ablation curves, 4b task accuracy
+under weight noise on head sets. Information is in nats throughout.
 
 Every figure uses matplotlib's constrained layout, which sizes the axes so that titles, labels,
 colour bars and legends fit inside the figure; :func:`save` writes the figure exactly as laid out
@@ -455,5 +455,152 @@ def category_profiles(table: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_xticks([0, 0.25, 0.5, 0.75, 1], ["0", "0.25", "0.5", "0.75", "1"])
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=8,
                frameon=False)
+    _suptitle(fig, title)
+    return fig
+
+
+#: Fig 4b: the conditions in the paper's order (bars) and their colours.
+PERTURBATION_STYLE = {
+    "baseline": dict(color="0.15", label="baseline (no noise)"),
+    "redundant": dict(color="tab:blue", label="redundant core"),
+    "random": dict(color="0.55", label="random head sets (mean)"),
+    "synergistic": dict(color="tab:red", label="synergistic core"),
+}
+
+
+def _at_alpha(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    return frame[np.isclose(frame.alpha.astype(float), alpha, rtol=1e-9, atol=1e-12)]
+
+
+def _perturbation_bars(ax, acc: pd.DataFrame, sets: pd.DataFrame | None, alpha: float) -> None:
+    """Left panel of Fig 4b: accuracy per condition at ``alpha`` (baseline at 0) with its
+    interval, each random set's accuracy as a point on the random bar."""
+    x = np.arange(len(PERTURBATION_STYLE))
+    for k, (condition, style) in enumerate(PERTURBATION_STYLE.items()):
+        row = acc[acc.condition == condition]
+        row = row if condition == "baseline" else _at_alpha(row, alpha)
+        if row.empty:
+            continue
+        r = row.iloc[0]
+        ax.bar(k, r.accuracy, width=0.7, color=style["color"],
+               alpha=0.45 if condition == "random" else 0.85, lw=0)
+        ax.errorbar(k, r.accuracy, yerr=[[max(r.accuracy - r.ci_low, 0)],
+                                         [max(r.ci_high - r.accuracy, 0)]],
+                    color="black", capsize=4, lw=1.2)
+    if sets is not None:
+        points = _at_alpha(sets[sets.condition == "random"], alpha)
+        if len(points):
+            k = list(PERTURBATION_STYLE).index("random")
+            jitter = np.linspace(-0.22, 0.22, len(points)) if len(points) > 1 else np.zeros(1)
+            ax.scatter(k + jitter, points.accuracy, s=10, color="0.2", alpha=0.8, zorder=3, lw=0)
+    ax.set_xticks(x, [c for c in PERTURBATION_STYLE], fontsize=9)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(-0.6, len(x) - 0.4)
+    ax.set_xlabel(f"head set perturbed (α = {alpha:g})")
+    ax.set_ylabel("task accuracy")
+
+
+def _perturbation_dose(ax, acc: pd.DataFrame, sets: pd.DataFrame | None) -> None:
+    """Right panel of Fig 4b: accuracy against alpha per condition with interval bands, the
+    baseline as a horizontal line with its band, each random set as a faint point."""
+    base = acc[acc.condition == "baseline"]
+    if len(base):
+        b = base.iloc[0]
+        ax.axhspan(b.ci_low, b.ci_high, color=PERTURBATION_STYLE["baseline"]["color"], alpha=0.1,
+                   lw=0)
+        ax.axhline(b.accuracy, color=PERTURBATION_STYLE["baseline"]["color"], lw=1.4, ls="--")
+        ax.errorbar(0.0, b.accuracy, yerr=[[max(b.accuracy - b.ci_low, 0)],
+                                           [max(b.ci_high - b.accuracy, 0)]],
+                    color=PERTURBATION_STYLE["baseline"]["color"], marker="o", ms=4, capsize=3)
+    alphas = sorted(float(a) for a in acc.alpha[acc.condition != "baseline"].unique())
+    if sets is not None:
+        points = sets[sets.condition == "random"]
+        step = 0.015 * (max(alphas) if alphas else 1.0)
+        ax.scatter(points.alpha.astype(float) - step, points.accuracy, s=8, color="0.45",
+                   alpha=0.35, lw=0, zorder=1)
+    for condition, style in PERTURBATION_STYLE.items():
+        if condition == "baseline":
+            continue
+        part = acc[acc.condition == condition].sort_values("alpha")
+        if part.empty:
+            continue
+        ax.fill_between(part.alpha, part.ci_low, part.ci_high, color=style["color"], alpha=0.18,
+                        lw=0)
+        ax.plot(part.alpha, part.accuracy, color=style["color"], lw=1.8, marker="o", ms=4,
+                ls="--" if condition == "random" else "-")
+    top = max(alphas) if alphas else 1.0
+    ax.set_xlim(-0.05 * top, 1.08 * top)
+    # 0 (the baseline) gets a tick unless the smallest alpha would crowd it
+    ticks = [a for a in alphas if a > 0]
+    if not ticks or ticks[0] >= 0.15 * top:
+        ticks = [0.0, *ticks]
+    ax.set_xticks(ticks, [f"{a:g}" for a in ticks], fontsize=9)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("noise scale α (noise sd = α × std of the weight matrix)")
+    ax.set_ylabel("task accuracy")
+
+
+def _test_line(tests: pd.DataFrame | None, alpha: float) -> str:
+    """The synergistic-vs-random test at ``alpha`` as a short line, or "" without one."""
+    if tests is None:
+        return ""
+    row = _at_alpha(tests[tests.comparison == "synergistic_vs_random"], alpha)
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    return (f"synergistic − random {r['diff']:+.3f}, one-sided p = {r.p:.3g} "
+            f"(floor {r.p_floor:.3g})")
+
+
+def perturbation_figure(models: dict[str, dict], verdict_alpha: float, title: str,
+                        ci: float = 0.95) -> plt.Figure:
+    """Paper Fig 4b: task accuracy when Gaussian noise is added to the query rows and output
+    columns of a head set, one row of two panels per model.
+
+    ``models``: model -> ``accuracy`` (``perturbation/accuracy.tsv``: condition, alpha,
+    accuracy, ci_low, ci_high; the baseline at alpha 0), ``sets`` (``perturbation/sets.tsv``:
+    condition, set, alpha, accuracy; optional) and ``tests`` (``perturbation/tests.tsv``;
+    optional: the synergistic-vs-random test at ``verdict_alpha`` goes under the panel title).
+    Left: accuracy at ``verdict_alpha`` of the baseline, redundant core, random sets and
+    synergistic core (the paper's order) with the ``ci`` interval as error bars, each random
+    set's accuracy as a point on its bar. Right: accuracy against alpha per condition with
+    interval bands, the baseline as a dashed line with its band, the random sets as faint
+    points."""
+    n = len(models)
+    fig, axes = plt.subplots(n, 2, figsize=(10.5, 3.7 * n + 1.3), layout="constrained",
+                             squeeze=False, gridspec_kw=dict(width_ratios=[1, 1.25]))
+    for (model, tables), (left, right) in zip(models.items(), axes):
+        acc = tables["accuracy"]
+        sets = tables.get("sets")
+        if _at_alpha(acc[acc.condition != "baseline"], verdict_alpha).empty:
+            raise ValueError(f"{model}: no accuracy at verdict_alpha {verdict_alpha:g} (alphas: "
+                             f"{sorted(set(acc.alpha))}); rerun its perturbation_stats")
+        _perturbation_bars(left, acc, sets, verdict_alpha)
+        _perturbation_dose(right, acc, sets)
+        upper = np.nanmax(np.r_[acc.ci_high.to_numpy(float), acc.accuracy.to_numpy(float),
+                                [] if sets is None else sets.accuracy.to_numpy(float)])
+        top = min(1.0, max(0.05, float(upper))) * 1.1
+        for ax in (left, right):
+            ax.set_ylim(0, top)
+        line = _test_line(tables.get("tests"), verdict_alpha)
+        left.set_title(_wrap(f"{model}: α = {verdict_alpha:g}" + (f"\n{line}" if line else ""),
+                             0.95 * 4.4, 9.5), fontsize=9.5)
+        right.set_title(_wrap(f"{model}: accuracy against noise scale", 0.95 * 5.5, 9.5),
+                        fontsize=9.5)
+    handles = [(Line2D([], [], color=PERTURBATION_STYLE["baseline"]["color"], ls="--", lw=1.4),
+                Patch(color=PERTURBATION_STYLE["baseline"]["color"], alpha=0.1, lw=0))]
+    labels = [PERTURBATION_STYLE["baseline"]["label"]]
+    for condition in ("synergistic", "redundant", "random"):
+        style = PERTURBATION_STYLE[condition]
+        handles.append((Line2D([], [], color=style["color"], lw=1.8, marker="o", ms=4,
+                               ls="--" if condition == "random" else "-"),
+                        Patch(color=style["color"], alpha=0.3, lw=0)))
+        labels.append(style["label"])
+    if any(t.get("sets") is not None for t in models.values()):
+        handles.append(Line2D([], [], ls="", marker="o", ms=3.5, color="0.3"))
+        labels.append("one random head set")
+    handles.append(Line2D([], [], color="black", lw=1.2, marker="_", ms=8))
+    labels.append(f"{ci:.0%} interval (error bars, bands)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     _suptitle(fig, title)
     return fig

@@ -301,6 +301,62 @@ MODEL_TABLE_DOCS = {
                          "all of them)",
             "n_grid": "removal counts on the curve's grid",
         }),
+    "perturbation_accuracy": dict(
+        file="perturbation/accuracy.tsv",
+        intro="Task accuracy (paper Fig 4b) of the unperturbed model and with Gaussian noise "
+              "N(0, (alpha x std(W))^2) on the query-projection rows and output-projection "
+              "columns of the heads of a set: the synergistic core, the redundant core, and "
+              "random head sets of the same size; greedy decoding, answers scored with "
+              "math-verify.",
+        columns={
+            "condition": "`baseline` (no noise), `synergistic` (the top "
+                         "`perturbation.core_fraction` of heads by syn_red), `redundant` (the "
+                         "bottom fraction) or `random` (random head sets of the same size)",
+            "alpha": "noise scale: the noise's standard deviation over the weight matrix's "
+                     "(0 for the baseline)",
+            "accuracy": "share of the problems answered correctly, averaged over the "
+                        "condition's head sets and noise draws",
+            "ci_low": "lower end of the interval of `accuracy` (level `stats.ci`)",
+            "ci_high": "upper end of that interval",
+            "n_problems": "problems answered under every head set and noise draw",
+            "n_sets": "head sets of the condition (`random`: `perturbation.n_random_sets`)",
+            "n_repeats": "noise draws per head set (`perturbation.n_repeats`; 1 for the "
+                         "baseline)",
+            "unit_sd": "standard deviation of the accuracy over the condition's units (head "
+                       "set x noise draw, each over all problems): how much one draw scatters",
+        }),
+    "perturbation_tests": dict(
+        file="perturbation/tests.tsv",
+        intro="The tests of the perturbation stage at each alpha: each core against the random "
+              "head sets (set-rank test) and the synergistic against the redundant core "
+              "(permutation over noise draws); `synergistic_vs_random` at "
+              "`perturbation.verdict_alpha` decides the summary's `verdict_perturbation`. "
+              "Problems are not the unit of any test: the noise draws and head sets are shared "
+              "by every problem.",
+        columns={
+            "comparison": "`synergistic_vs_random`, `synergistic_vs_redundant` or "
+                          "`redundant_vs_random`: the first condition against the second",
+            "alpha": "noise scale",
+            "alternative": "the one-sided alternative: `less` (the first condition has lower "
+                           "accuracy) or `greater`",
+            "test": "set-rank test (the core's accuracy ranked among the random sets'; null: "
+                    "the core is one more random set; exact under exchangeability of head "
+                    "sets) or repeat permutation test (the 2n noise draws' accuracies split in "
+                    "every way into two groups of n; null: draws exchangeable between the two "
+                    "cores; exact)",
+            "diff": "accuracy of the first condition minus the second's (< 0: perturbing the "
+                    "first costs more)",
+            "diff_ci_low": "lower end of the interval of `diff` (descriptive; `p` is the test)",
+            "diff_ci_high": "upper end of that interval",
+            "effect_size": "standardised effect size, of the kind `effect_size_kind` names",
+            "effect_size_kind": "what `effect_size` is",
+            "p": "one-sided p-value of the test in the direction `alternative`",
+            "p_floor": "the smallest value `p` can take: 1/(1 + n random sets) for the "
+                       "set-rank test, 1/C(2n, n) for the repeat permutation test (n noise "
+                       "draws per core)",
+            "n_a": "units of the first condition behind the test (head sets or noise draws)",
+            "n_b": "units of the second condition",
+        }),
 }
 
 

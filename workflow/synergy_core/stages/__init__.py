@@ -16,10 +16,14 @@ stats      stats.smk                   stats, graphs                   test_stat
 plots      plots.smk                   plots                           test_figures.py
 summary    stats.smk (rule summary)    report_tables                   test_summary.py
 compare    compare.smk                 comparisons                     test_stages.py
+perturb    perturb.smk                 tasks, perturbation_plan,       test_perturbation.py,
+                                       perturb, perturbation_stats     test_perturbation_stats.py
 =========  ==========================  ==============================  ==============================
 
 The ablation's statistics (rule ablation_stats) live in ``stages/ablation_stats.py`` so that
-their code hash does not cover the profile statistics. This file imports nothing, so a rule's
-code hash (derived from its script's imports) covers only the stage it runs. Every stage's
-calibration simulations are in ``tests/calib_*.py`` (tests: ``tests/test_calibration_*.py``).
+their code hash does not cover the profile statistics; likewise the perturbation's merge and
+statistics (no torch) live in ``stages/perturbation_stats.py``, apart from its GPU part.
+This file imports nothing, so a rule's code hash (derived from its script's imports) covers
+only the stage it runs. Every stage's calibration simulations are in ``tests/calib_*.py``
+(tests: ``tests/test_calibration_*.py``).
 """

@@ -113,3 +113,34 @@ def plot_progression(profile_paths: dict, score_paths: dict, revisions: dict, fa
     _save(plots.score_vs_step(scores, revisions, "mid_minus_outer",
                               f"{family}: inverted-U score over training", twin_score, ci),
           outputs, "score")
+
+
+#: Columns Fig 4b reads from each of a model's perturbation tables.
+PERTURBATION_COLUMNS = {
+    "accuracy": ("condition", "alpha", "accuracy", "ci_low", "ci_high"),
+    "sets": ("condition", "set", "alpha", "accuracy"),
+    "tests": ("comparison", "alpha", "diff", "p", "p_floor"),
+}
+
+
+def plot_perturbation(accuracy_paths: dict, sets_paths: dict, tests_paths: dict | None,
+                      verdict_alpha: float, outputs: dict, ci: float = 0.95,
+                      task: str | None = None) -> None:
+    """Fig 4b: task accuracy with Gaussian noise on head sets, one row per perturbed model.
+
+    ``accuracy_paths``, ``sets_paths``, ``tests_paths``: model -> its
+    ``perturbation/accuracy.tsv``, ``sets.tsv`` and ``tests.tsv`` (``tests_paths`` may be None:
+    no test line under the panel titles). ``verdict_alpha``: the alpha of the bar panel (the
+    summary's); ``ci``: the level of the tables' intervals (``stats.ci``); ``task``: named in
+    the title."""
+    models = {}
+    for m, path in accuracy_paths.items():
+        tables = dict(accuracy=read_table(path, PERTURBATION_COLUMNS["accuracy"]),
+                      sets=read_table(sets_paths[m], PERTURBATION_COLUMNS["sets"]))
+        if tests_paths:
+            tables["tests"] = read_table(tests_paths[m], PERTURBATION_COLUMNS["tests"])
+        models[m] = tables
+    on = f" ({task})" if task else ""
+    title = (f"task accuracy{on} with Gaussian noise on the query rows and output columns of "
+             "a head set (Fig 4b)")
+    _save(plots.perturbation_figure(models, verdict_alpha, title, ci), outputs, "fig4b")

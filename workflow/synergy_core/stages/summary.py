@@ -11,8 +11,9 @@ Outputs (rule ``summary``):
   numbers at full precision (float64, shortest round-trip form), a missing value as ``null``.
 * ``summary.html``: the same table for the report (3 significant digits), the verdict table
   first, every column with its meaning (:mod:`synergy_core.report_tables`).
-* per model, HTML renderings of ``stats/profile_scores.tsv``, ``stats/graphs.tsv`` and
-  ``ablation/auc_ci.tsv`` with their column explanations (:func:`write_model_tables`).
+* per model, HTML renderings of ``stats/profile_scores.tsv``, ``stats/graphs.tsv``,
+  ``ablation/auc_ci.tsv`` and ``perturbation/accuracy.tsv`` and ``tests.tsv`` with their column
+  explanations (:func:`write_model_tables`).
 
 :data:`COLUMN_DOCS` is the one owner of the columns' meanings: the JSON's ``columns``, the HTML's
 explanations and README "Reading the summary" (:func:`readme_table`, checked by
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .. import report_tables
-from ..io import read_json, read_table, write_json, write_table, write_text
+from ..io import CorruptOutputError, read_json, read_table, write_json, write_table, write_text
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,12 @@ VERDICTS = {
         claim="removing the most synergistic heads first damages the model more than removing "
               "heads in random orders",
         empty="the model is not ablated (`ablation.models`)"),
+    "verdict_perturbation": dict(
+        p="perturbation_diff_synergistic_vs_random_p",
+        estimate="perturbation_diff_synergistic_vs_random",
+        claim="perturbing the synergistic core costs more task accuracy than perturbing random "
+              "head sets of the same size (at `perturbation_alpha`)",
+        empty="the model is not perturbed (`perturbation.models`)"),
 }
 
 
@@ -77,6 +84,9 @@ PLACEHOLDERS = {
     "<metric>": r"(?:global_efficiency|modularity)",
     "<order>": r"(?:synergistic|redundant)",
     "<kind>": r"(?:random|first)",
+    "<condition>": r"(?:baseline|synergistic|redundant|random)",
+    "<comparison>": r"(?:synergistic_vs_random|synergistic_vs_redundant|redundant_vs_random)",
+    "<core>": r"(?:synergistic|redundant)",
     "<x>": r"(?P<x>.+)",        # any documented column (generic entries, resolved last)
     "<p>": r"(?P<p>.+)",        # any documented p-value column
 }
@@ -89,11 +99,19 @@ SECTIONS = {
     "inverted_u": "Inverted U (layer profile)",
     "graphs": "Graph analysis",
     "ablation": "Ablation",
+    "perturbation": "Perturbation (task accuracy, Fig 4b)",
     "comparisons": "Paired comparisons",
 }
 _LAYER_NULL = "whole layers exchangeable over depth"
 _GRAPH_NET = ("graph_<variant>_<network>_<metric>")
 _GRAPH_DIFF = ("graph_<variant>_synergy_minus_redundancy_<metric>")
+_SET_NULL = ("the core is one more random head set: the head sets' accuracies exchangeable "
+             "(exact under that exchangeability)")
+_REPEAT_NULL = ("the noise draws exchangeable between the two cores (exact under that "
+                "exchangeability)")
+_PERT_CALIB = ("tests/calib_perturbation.py; problem-level tests are not used: the noise draws "
+               "and head sets are shared by all problems, so problems are not independent "
+               "replicates of the comparison")
 
 
 def _doc(section, kind, meaning, null="", calibration="", floor=""):
@@ -123,6 +141,7 @@ COLUMN_DOCS = {
                            "the rare case of several); empty on other rows"),
     "verdict_inverted_u": _doc("verdicts", "verdict", _verdict_meaning("verdict_inverted_u")),
     "verdict_ablation": _doc("verdicts", "verdict", _verdict_meaning("verdict_ablation")),
+    "verdict_perturbation": _doc("verdicts", "verdict", _verdict_meaning("verdict_perturbation")),
     "heads": _doc("diagnostics", "int", "attention heads analysed (all layers)"),
     "layers": _doc("diagnostics", "int", "layers"),
     "prompts": _doc("diagnostics", "int", "prompts analysed"),
@@ -200,6 +219,46 @@ COLUMN_DOCS = {
     "ablation_n_prompts_excluded": _doc("ablation", "int", "prompts left out of every ablation "
                                         "curve because of them (all orders stay paired on the "
                                         "same prompts)"),
+    "perturbation_alpha": _doc(
+        "perturbation", "float", "the noise scale of every `perturbation_*` column "
+        "(`perturbation.verdict_alpha`): Gaussian noise N(0, (alpha x std(W))^2), std(W) of the "
+        "whole weight matrix, added to the query-projection rows and output-projection columns "
+        "of each head of the set; greedy decoding, answers scored with math-verify"),
+    "perturbation_accuracy_<condition>": _doc(
+        "perturbation", "float", "task accuracy (share of problems answered correctly) of the "
+        "unperturbed model (`baseline`), with the noise on the synergistic core (`synergistic`: "
+        "the top `perturbation.core_fraction` of heads by syn_red), the redundant core "
+        "(`redundant`: the bottom fraction) or random head sets of the same size (`random`: "
+        "the mean over the sets); noised conditions averaged over the noise draws. Its interval "
+        "(level `stats.ci`) as perturbation/accuracy.tsv gives it"),
+    "perturbation_diff_<comparison>": _doc(
+        "perturbation", "float", "accuracy of the first condition minus the second's "
+        "(`synergistic_vs_random`: synergistic core minus the random sets' mean; < 0: "
+        "perturbing the first costs more accuracy); its interval as perturbation/tests.tsv "
+        "gives it (descriptive; the p-value is the test)"),
+    "perturbation_effect_<comparison>": _doc(
+        "perturbation", "float", "standardised effect size of the comparison, of the kind "
+        "`perturbation_effect_<comparison>_kind` names"),
+    "perturbation_effect_<comparison>_kind": _doc(
+        "perturbation", "str", "what `perturbation_effect_<comparison>` is (perturbation/"
+        "tests.tsv `effect_size_kind`)"),
+    "perturbation_diff_<core>_vs_random_p": _doc(
+        "perturbation", "p", "set-rank p-value of the core against the random head sets, "
+        "one-sided: `synergistic` lower accuracy than random (decides `verdict_perturbation`), "
+        "`redundant` higher: (1 + #random sets at least as extreme) / (1 + "
+        "`perturbation_n_random_sets`)", _SET_NULL, _PERT_CALIB,
+        "1/(1 + `perturbation_n_random_sets`) (19 sets reach 0.05)"),
+    "perturbation_diff_synergistic_vs_redundant_p": _doc(
+        "perturbation", "p", "permutation p-value of the synergistic against the redundant "
+        "core over their noise draws (each draw's accuracy over all problems), one-sided: "
+        "synergistic lower; exact over all C(2n, n) splits of the 2n draws, n = "
+        "`perturbation_n_repeats`", _REPEAT_NULL, _PERT_CALIB,
+        "1/C(2n, n), n = `perturbation_n_repeats` (3 draws reach 0.05, 4 reach 0.014)"),
+    "perturbation_n_problems": _doc("perturbation", "int", "problems every accuracy is "
+                                    "measured on (`perturbation.task`, `n_problems`)"),
+    "perturbation_n_random_sets": _doc("perturbation", "int", "random head sets behind "
+                                       "`perturbation_accuracy_random` and the set-rank tests"),
+    "perturbation_n_repeats": _doc("perturbation", "int", "noise draws per head set and alpha"),
     "vs_<kind>_model": _doc("comparisons", "str", "the other model of a paired comparison: "
                             "`vs_random_*` this model minus its random-init twin, `vs_first_*` "
                             "this (final) checkpoint minus its family's first"),
@@ -337,6 +396,63 @@ def _ablation_columns(row: dict, tsv, json_path) -> None:
     row["ablation_n_prompts_excluded"] = abl_json["n_prompts_excluded"]
 
 
+PERTURBATION_CONDITIONS = ("baseline", "synergistic", "redundant", "random")
+PERTURBATION_COMPARISONS = ("synergistic_vs_random", "synergistic_vs_redundant",
+                            "redundant_vs_random")
+_ACCURACY_COLUMNS = ("condition", "alpha", "accuracy", "ci_low", "ci_high", "n_problems", "n_sets",
+                     "n_repeats")
+_TESTS_COLUMNS = ("comparison", "alpha", "diff", "diff_ci_low", "diff_ci_high", "effect_size",
+                  "effect_size_kind", "p", "p_floor")
+
+
+def _at_alpha(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    return frame[np.isclose(frame.alpha.astype(float), alpha, rtol=1e-9, atol=1e-12)]
+
+
+def _perturbation_columns(row: dict, accuracy_path, tests_path, alpha: float) -> None:
+    """The perturbation columns at ``alpha`` (``perturbation.verdict_alpha``) from the model's
+    ``perturbation/accuracy.tsv`` and ``tests.tsv``; a condition or comparison the tables lack
+    (no random sets) stays empty, so its verdict is ``inconclusive``."""
+    acc = read_table(accuracy_path, _ACCURACY_COLUMNS)
+    tests = read_table(tests_path, _TESTS_COLUMNS)
+    alpha = float(alpha)
+    noised = _at_alpha(acc[acc.condition != "baseline"], alpha)
+    if noised.empty:
+        raise CorruptOutputError(
+            f"{accuracy_path}: no rows at perturbation.verdict_alpha {alpha:g} (its alphas: "
+            f"{sorted(set(acc.alpha.astype(float)))}); delete it and rerun perturbation_stats")
+    row["perturbation_alpha"] = alpha
+    by_condition = {c: part.iloc[0] for c, part in
+                    [("baseline", acc[acc.condition == "baseline"])]
+                    + [(c, noised[noised.condition == c]) for c in PERTURBATION_CONDITIONS[1:]]
+                    if len(part)}
+    for c in PERTURBATION_CONDITIONS:
+        r = by_condition.get(c)
+        key = f"perturbation_accuracy_{c}"
+        row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (
+            (r.accuracy, r.ci_low, r.ci_high) if r is not None else (np.nan,) * 3)
+    tests = _at_alpha(tests, alpha).set_index("comparison")
+    for comparison in PERTURBATION_COMPARISONS:
+        key = f"perturbation_diff_{comparison}"
+        t = tests.loc[comparison] if comparison in tests.index else None
+        if isinstance(t, pd.DataFrame):
+            raise CorruptOutputError(f"{tests_path}: {comparison} twice at alpha {alpha:g}; "
+                                     "delete it and rerun perturbation_stats")
+        t = {} if t is None else t.to_dict()
+        row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (
+            t.get("diff", np.nan), t.get("diff_ci_low", np.nan), t.get("diff_ci_high", np.nan))
+        row[f"perturbation_effect_{comparison}"] = t.get("effect_size", np.nan)
+        kind = t.get("effect_size_kind")
+        row[f"perturbation_effect_{comparison}_kind"] = kind if isinstance(kind, str) else None
+        row[f"{key}_p"], row[f"{key}_p_floor"] = t.get("p", np.nan), t.get("p_floor", np.nan)
+    counts = {"perturbation_n_problems": ("baseline", "n_problems"),
+              "perturbation_n_random_sets": ("random", "n_sets"),
+              "perturbation_n_repeats": ("synergistic", "n_repeats")}
+    for column, (c, field) in counts.items():
+        r = by_condition.get(c)
+        row[column] = r[field] if r is not None else (0 if c == "random" else np.nan)
+
+
 def _comparison_columns(row: dict, kind: str, comp: dict) -> None:
     # vs_random: this model minus its random-init twin; vs_first: this (final) checkpoint minus
     # the family's first. Paired by prompt, label-swap permutation p-value.
@@ -376,7 +492,7 @@ def _row(name: str, m: dict, twin: dict, twin_of: dict) -> dict:
     row = dict(model=name, family=spec.get("family", name), hf_id=spec["hf_id"],
                revision=spec.get("revision") or "", init=spec.get("init") or "pretrained",
                random_twin=twin.get(name, ""), random_twin_of=",".join(twin_of.get(name, [])),
-               verdict_inverted_u=None, verdict_ablation=None,
+               verdict_inverted_u=None, verdict_ablation=None, verdict_perturbation=None,
                heads=diag["n_layers"] * diag["n_heads_per_layer"], layers=diag["n_layers"],
                prompts=diag["n_prompts"], nan_cells=diag["nan_cells"],
                unranked_heads=diag["unranked_heads"],
@@ -388,6 +504,9 @@ def _row(name: str, m: dict, twin: dict, twin_of: dict) -> dict:
     _graph_columns(row, graphs)
     if m.get("ablation"):
         _ablation_columns(row, m["ablation"], m["ablation_json"])
+    if m.get("perturbation_accuracy"):
+        _perturbation_columns(row, m["perturbation_accuracy"], m["perturbation_tests"],
+                              m["perturbation_alpha"])
     for kind, comp in m.get("comparisons", {}).items():
         _comparison_columns(row, kind, comp)
     for column, v in VERDICTS.items():
@@ -457,14 +576,17 @@ def build_summary(models: dict, out_path, json_path=None, html_path=None) -> pd.
 
     ``models`` maps a model name to a dict with its ``spec`` (``hf_id``, ``revision``, ``init``,
     ``family``) and the paths ``diagnostics``, ``scores``, ``stats``, ``graphs``, for ablated
-    models ``ablation`` and ``ablation_json``, and ``comparisons``: ``{kind: {"other": model,
-    "path": tsv}}`` for the paired comparisons this model is the first of (kind ``random``
-    names its random-init twin). Returns the table at full precision."""
+    models ``ablation`` and ``ablation_json``, for perturbed models ``perturbation_accuracy``
+    and ``perturbation_tests`` (``perturbation/accuracy.tsv``, ``tests.tsv``) with
+    ``perturbation_alpha`` (``perturbation.verdict_alpha``), and ``comparisons``: ``{kind:
+    {"other": model, "path": tsv}}`` for the paired comparisons this model is the first of
+    (kind ``random`` names its random-init twin). Returns the table at full precision."""
     frame = summary_frame(models)
     docs = {c: _doc_of(c, frame[c]) for c in frame.columns}
     kinds = {c: d["kind"] for c, d in docs.items()}
-    made_from = [m[k] for m in models.values() for k in ("diagnostics", "stats", "scores", "graphs",
-                                                          "ablation", "ablation_json") if m.get(k)]
+    made_from = [m[k] for m in models.values()
+                 for k in ("diagnostics", "stats", "scores", "graphs", "ablation", "ablation_json",
+                           "perturbation_accuracy", "perturbation_tests") if m.get(k)]
     made_from += [c["path"] for m in models.values() for c in m.get("comparisons", {}).values()]
     text = pd.DataFrame({c: [_tsv_text(v, kinds[c]) for v in frame[c]] for c in frame.columns},
                         columns=frame.columns)
@@ -486,6 +608,8 @@ MODEL_TABLES = {
     "profile_scores": ("scores", ("quantity", "score", "estimate")),
     "graphs": ("graphs", ("network", "variant", "metric", "estimate")),
     "auc_ci": ("ablation", ("quantity", "estimate")),
+    "perturbation_accuracy": ("perturbation_accuracy", _ACCURACY_COLUMNS),
+    "perturbation_tests": ("perturbation_tests", _TESTS_COLUMNS),
 }
 
 

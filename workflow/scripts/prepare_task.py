@@ -1,0 +1,8 @@
+"""Rule prepare_task: the problems of the perturbation stage, read once and checked."""
+from synergy_core.runtime import start_rule
+from synergy_core.stages.perturb import run_prepare_task
+
+start_rule(snakemake)
+p = snakemake.params
+run_prepare_task(p.task, p.data_dir, p.n_problems, snakemake.output[0],
+                 snakemake.input[0] if snakemake.input else None)

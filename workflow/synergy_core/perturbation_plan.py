@@ -1,0 +1,68 @@
+"""The units of work of the perturbation stage and its head sets (numpy only, no torch).
+
+A *unit* is one (condition, set, alpha, repeat): the model with one noise draw on one head set
+(or the unperturbed baseline), answering every problem of the task once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .head_counts import perturbation_set_size
+
+CONDITIONS = ("baseline", "synergistic", "redundant", "random")
+_CONDITION_CODE = {c: i for i, c in enumerate(CONDITIONS)}
+#: The settings every part must share with the merge (they change the numbers).
+PLAN_KEYS = ("task", "n_problems", "prompt_template", "chat_template", "max_new_tokens", "batch_size",
+             "core_fraction", "n_random_sets", "alpha", "n_repeats", "seed")
+
+
+def head_sets(syn_red: np.ndarray, fraction: float, n_random_sets: int, seed: int) -> dict:
+    """The head sets of the stage, as sorted flat head indices (``layer * n_heads + head``), each of
+    ``k = floor(fraction x heads)`` heads (:func:`head_counts.perturbation_set_size`).
+
+    ``synergistic``: the ``k`` heads with the highest ``syn_red``; ``redundant``: the ``k``
+    lowest (ties broken by head index); ``random``: ``n_random_sets`` sets of ``k`` heads drawn
+    without replacement, set ``i`` from its own seed (seed, i). Heads whose ``syn_red`` is NaN (no
+    PhiID value) are in no set; every set draws from the same ranked heads, so all have ``k``.
+    """
+    syn_red = np.asarray(syn_red, dtype=float)
+    ranked = np.flatnonzero(np.isfinite(syn_red))
+    k = perturbation_set_size(len(syn_red), fraction)
+    if k < 1 or 2 * k > len(ranked):
+        raise ValueError(f"core_fraction {fraction} of {len(syn_red)} heads ({len(ranked)} ranked) "
+                         f"gives sets of {k} heads; need 1 <= k and 2k <= ranked heads")
+    order = ranked[np.lexsort((ranked, -syn_red[ranked]))]         # highest syn_red first
+    sets = {"synergistic": [np.sort(order[:k])], "redundant": [np.sort(order[-k:])]}
+    sets["random"] = [np.sort(np.random.default_rng([seed, 3, i]).choice(ranked, k, replace=False))
+                      for i in range(n_random_sets)]
+    return sets
+
+
+def noise_seed(seed: int, condition: str, set_index: int, alpha: float, repeat: int) -> int:
+    """The seed of one noise draw: a function of its labels only (alpha in millionths), so
+    adding an alpha, a repeat or a set never changes the others' draws."""
+    entropy = [seed, _CONDITION_CODE[condition], set_index, int(round(alpha * 1e6)), repeat]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+
+
+def plan_units(alphas, n_random_sets: int, n_repeats: int) -> list[dict]:
+    """Every unit of work of one model: the baseline, then per alpha each noised condition,
+    set and repeat. A unit answers every problem once."""
+    units = [dict(condition="baseline", set=0, alpha=0.0, repeat=0)]
+    for alpha in alphas:
+        for condition, n_sets in (("synergistic", 1), ("redundant", 1), ("random", n_random_sets)):
+            units += [dict(condition=condition, set=s, alpha=float(alpha), repeat=r)
+                      for s in range(n_sets) for r in range(n_repeats)]
+    return units
+
+
+def units_of_part(units: list[dict], part: int, n_parts: int) -> list[dict]:
+    """The units job ``part`` of ``n_parts`` runs: every ``n_parts``-th, so each part gets a
+    similar mix of conditions and alphas (and similar GPU time)."""
+    return units[part::n_parts]
+
+
+def unit_label(unit: dict) -> str:
+    return f"{unit['condition']}/set{unit['set']}/alpha{unit['alpha']:g}/repeat{unit['repeat']}"
+
