@@ -98,7 +98,7 @@ def test_every_script_rule_hashes_its_own_script():
                 continue
             rules += 1
             assert re.search(rf'code=\[?code_of\("{script[1]}"\)', block), (smk.name, block[:60])
-    assert rules == 14
+    assert rules == 19
 
 
 def test_planning_imports_neither_torch_nor_transformers(tmp_path):

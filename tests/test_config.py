@@ -156,7 +156,14 @@ BAD = [
     ({"perturbation": {"prompt_template": "no field"}},
      r"^config key perturbation.prompt_template: 'no field' does not match"),
     ({"perturbation": {"n_repeats": 0}}, r"^config key perturbation.n_repeats: 0 is less than the minimum of 1$"),
-    ({"perturbation": {"chat_template": "yes"}}, r"^config key perturbation.chat_template: 'yes' is not one of"),
+    ({"perturbation": {"chat_template": "yes"}},
+     r"^config key perturbation.chat_template: 'yes' is not valid under any of the given schemas$"),
+    ({"perturbation": {"models": ["tiny-llama"], "chat_template": {"tiny-neox-random": False}}},
+     r"^config key perturbation.chat_template: \['tiny-neox-random'\] are not perturbation.models"),
+    ({"perturbation": {"n_parts": 200}},
+     r"^config key perturbation.n_parts: 200 jobs for 127 units of work per model; use at most 127"),
+    ({"perturbation": {"alpha": [0.1, 0.1000001]}},
+     r"^config key perturbation.alpha: \[0.1, 0.1000001\] has values equal to within 1e-6"),
 ]
 
 

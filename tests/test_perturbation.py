@@ -13,7 +13,8 @@ from synergy_core.io import CorruptOutputError, write_table
 from synergy_core.models import load_model, load_tokenizer
 from synergy_core.perturb import HeadPerturbation, build_prompts, greedy_answers, head_weight_slices
 from synergy_core.perturbation_plan import head_sets, noise_seed, plan_units, units_of_part
-from synergy_core.tasks import TaskError, format_prompt, parse_reference, prepare_task, read_task_file, score_answer
+from synergy_core.scoring import parse_reference, score_answer, usable_problems
+from synergy_core.tasks import TaskError, format_prompt, read_task_file
 
 ARCHITECTURES = [m for m in BUILTIN_MODELS if m != "builtin:tiny-llama-arith"]   # same shape as tiny-llama
 
@@ -134,8 +135,8 @@ def arith():
 
 
 def _answers(model, tokenizer, problems, max_new_tokens=12):
-    prompts = build_prompts(tokenizer, [p["problem"] for p in problems], "auto")
-    return greedy_answers(model, tokenizer, prompts, max_new_tokens, 8, "cpu")
+    prompts, stops = build_prompts(tokenizer, [p["problem"] for p in problems], "auto")
+    return greedy_answers(model, tokenizer, prompts, max_new_tokens, 8, "cpu", stops)
 
 
 def test_alpha_zero_reproduces_the_baseline_token_for_token(arith):
@@ -164,7 +165,7 @@ def test_batching_does_not_change_greedy_answers(arith):
     the same batches; here batch sizes 1 and 8 also agree on this task."""
     model, tokenizer = arith
     problems = arithmetic_problems()[:10]
-    prompts = build_prompts(tokenizer, [p["problem"] for p in problems], False)
+    prompts, _ = build_prompts(tokenizer, [p["problem"] for p in problems], False)
     a = greedy_answers(model, tokenizer, prompts, 12, 1, "cpu")
     b = greedy_answers(model, tokenizer, prompts, 12, 8, "cpu")
     assert a == b
@@ -207,23 +208,30 @@ def test_units_are_dealt_to_parts_without_loss_or_overlap():
 EQUIVALENT = [("7", "so the answer is \\boxed{7}."), ("\\frac{1}{2}", "\\boxed{0.5}"),
               ("\\frac{1}{2}", "\\boxed{\\dfrac12}"), ("10", "\\boxed{10 \\text{ cm}}"),
               ("[1,2)", "\\boxed{[1, 2)}"), ("x^2+1", "\\boxed{1+x^2}"),
-              ("\\sqrt{2}/2", "\\boxed{\\frac{\\sqrt2}{2}}"), ("19", "19 is \\boxed{19}<|pad|>")]
+              ("\\sqrt{2}/2", "\\boxed{\\frac{\\sqrt2}{2}}"), ("19", "19 is \\boxed{19}<|pad|>"),
+              ("8", "first \\boxed{7}, on reflection \\boxed{8}")]                # the last \boxed counts
 NOT_EQUIVALENT = [("[1,2)", "\\boxed{[1,2]}"), ("3", "\\boxed{4}"), ("7", "no answer at all"),
-                  ("5", "\\boxed{5"), ("\\frac{1}{2}", "\\boxed{\\frac{1}{3}}"), ("7", "\\boxed{7}\\boxed{8}")]
+                  ("5", "\\boxed{5"), ("\\frac{1}{2}", "\\boxed{\\frac{1}{3}}"),
+                  ("7", "\\boxed{7} then \\boxed{8}"),
+                  ("7", "The answer is 7"),                                  # no \boxed: no answer
+                  ("14", "so we get 14, then \\boxed{"),                    # cut off inside its \boxed
+                  ("2", "3+4=7. Step 2: multiply by 2 to get")]                # a stray number is no answer
 
 
 @pytest.mark.parametrize("reference,output", EQUIVALENT)
 def test_scoring_accepts_equivalent_answers(reference, output):
     from math_verify import parse, verify
 
-    correct, extracted = score_answer(parse_reference(reference), output)
-    assert correct and extracted
-    assert correct == verify(parse(f"${reference}$"), parse(output))
+    correct, extracted, error = score_answer(parse_reference(reference), output)
+    assert correct and extracted and not error
+    last_boxed = output[output.rfind("\\boxed"):]
+    assert correct == verify(parse(f"${reference}$"), parse(last_boxed))     # math-verify's own verdict
 
 
 @pytest.mark.parametrize("reference,output", NOT_EQUIVALENT)
 def test_scoring_refuses_other_answers(reference, output):
-    assert not score_answer(parse_reference(reference), output)[0]
+    correct, _, error = score_answer(parse_reference(reference), output)
+    assert not correct and not error
 
 
 def test_prompt_template_replaces_only_the_problem_field():
@@ -252,7 +260,7 @@ def test_task_file_errors_name_the_file_and_line(tmp_path):
 def test_unparsable_reference_answers_are_dropped_and_counted():
     problems = [dict(id="a", problem="p", answer="3"), dict(id="b", problem="q", answer="\\"),
                 dict(id="c", problem="r", answer="\\frac{1}{4}"), dict(id="d", problem="s", answer="9")]
-    kept, dropped = prepare_task(problems, n_problems=3)
+    kept, dropped = usable_problems(problems, n_problems=3)
     assert [p["id"] for p in kept] == ["a", "c"] and dropped == ["b"]
 
 
@@ -287,14 +295,15 @@ def _head_importance(model, tokenizer):
 @pytest.fixture(scope="module")
 def planted_stage(tmp_path_factory, arith):
     """The stage run on a ranking whose 'synergistic' core is the 3 heads the model needs most."""
-    from synergy_core.stages.perturb import run_part, run_prepare_task
+    from synergy_core.stages.perturb import run_part
+    from synergy_core.stages.perturbation_stats import run_prepare_task
 
     work = tmp_path_factory.mktemp("perturbation")
     model, tokenizer = arith
     importance = _head_importance(model, tokenizer)
     labels = [f"L{i // 4}H{i % 4}" for i in range(12)]
     write_table(work / "heads.tsv", pd.DataFrame({"head_label": labels, "syn_red": importance}))
-    run_prepare_task("builtin:arithmetic", "data", None, work / "task.json")
+    run_prepare_task("builtin:arithmetic", None, None, work / "task.json")
     parts = [work / f"part_{p}.json" for p in range(2)]
     for p, path in enumerate(parts):
         run_part(work / "task.json", work / "heads.tsv", path, SPEC, CFG, p, 2, "cpu")
@@ -307,7 +316,7 @@ def test_planted_effect_is_found_by_the_set_rank_test(planted_stage):
 
     work, parts, importance = planted_stage
     long = merge_parts(parts, work / "task.json", work / "heads.tsv", work / "problems.tsv",
-                       work / "head_sets.json", CFG)
+                       work / "head_sets.json", CFG, SPEC)
     assert len(long) == (1 + 21) * 36
     accuracy, _, tests = perturbation_statistics(long, n_boot=200, ci=0.95, seed=0)
     acc = accuracy.set_index("condition").accuracy
@@ -324,11 +333,11 @@ def test_merge_refuses_missing_stale_and_foreign_parts(planted_stage, tmp_path):
     work, parts, importance = planted_stage
     out = (tmp_path / "p.tsv", tmp_path / "s.json")
     with pytest.raises(CorruptOutputError, match="made with other settings"):
-        merge_parts(parts[:1], work / "task.json", work / "heads.tsv", *out, CFG)   # n_parts differs
+        merge_parts(parts[:1], work / "task.json", work / "heads.tsv", *out, CFG, SPEC)   # n_parts differs
     with pytest.raises(CorruptOutputError, match="made with other settings"):
-        merge_parts(parts, work / "task.json", work / "heads.tsv", *out, dict(CFG, n_repeats=2))
+        merge_parts(parts, work / "task.json", work / "heads.tsv", *out, dict(CFG, n_repeats=2), SPEC)
     with pytest.raises(CorruptOutputError, match="repeated or out of range"):
-        merge_parts([parts[0], parts[0]], work / "task.json", work / "heads.tsv", *out, CFG)
+        merge_parts([parts[0], parts[0]], work / "task.json", work / "heads.tsv", *out, CFG, SPEC)
     # a ranking rewritten after the parts were made: the parts are stale
     heads = work / "heads.tsv"
     saved = {p: p.read_bytes() for p in (heads, work / "heads.tsv.meta.json")}
@@ -336,7 +345,7 @@ def test_merge_refuses_missing_stale_and_foreign_parts(planted_stage, tmp_path):
     try:
         write_table(heads, pd.DataFrame({"head_label": labels, "syn_red": -importance}))
         with pytest.raises(CorruptOutputError, match=r"made from a different \S*heads.tsv than the one there now"):
-            merge_parts(parts, work / "task.json", heads, *out, CFG)
+            merge_parts(parts, work / "task.json", heads, *out, CFG, SPEC)
     finally:
         for path, data in saved.items():
             path.write_bytes(data)
@@ -365,3 +374,48 @@ def test_download_stores_math500_as_jsonl_that_the_jobs_read(tmp_path, monkeypat
     problems = read_task_file(out)
     assert [p["id"] for p in problems] == ["test/algebra/1.json", "test/prealgebra/7.json"]
     assert problems[1]["answer"] == "\\frac{1}{2}" and problems[0]["problem"] == "What is $1+1$?"
+
+
+def test_merge_refuses_parts_of_other_weights(planted_stage, tmp_path):
+    from synergy_core.stages.perturbation_stats import merge_parts
+
+    work, parts, _ = planted_stage
+    with pytest.raises(CorruptOutputError, match="made with other weights"):
+        merge_parts(parts, work / "task.json", work / "heads.tsv", tmp_path / "p.tsv", tmp_path / "s.json", CFG,
+                    dict(SPEC, revision="step10"))
+
+
+def test_problem_ids_and_answers_are_read_back_as_written(tmp_path):
+    from synergy_core.io import read_table
+    from synergy_core.stages.perturbation_stats import PROBLEM_COLUMNS, TEXT_COLUMNS
+
+    frame = pd.DataFrame({"problem_id": ["1", "01", "NA", "nan"], "condition": "baseline", "set": 0,
+                          "alpha": 0.0, "repeat": 0, "correct": [1, 0, 1, 0], "answer": ["7", "", "NA", "1.0"],
+                          "n_tokens": 5, "scoring_error": 0})
+    write_table(tmp_path / "problems.tsv", frame[PROBLEM_COLUMNS])
+    back = read_table(tmp_path / "problems.tsv", tuple(PROBLEM_COLUMNS), text_columns=TEXT_COLUMNS)
+    assert list(back.problem_id) == ["1", "01", "NA", "nan"] and list(back.answer) == ["7", "", "NA", "1.0"]
+    assert back.correct.dtype.kind == "i" and back.alpha.dtype.kind in "if"      # numbers stay numbers
+
+
+def test_a_query_projection_wider_than_the_heads_is_refused():
+    """Latent attention (DeepSeek-V2) and similar: the slices would land on other heads."""
+    model = load_model({"hf_id": "builtin:tiny-llama", "seed": 0})
+    model.model.layers[1].self_attn.q_proj = torch.nn.Linear(64, 128, bias=False)
+    with pytest.raises(RuntimeError, match="layer 1: the query projection is 128 wide .* not 4 heads x 16"):
+        head_weight_slices(model, model_shape(model))
+
+
+def test_chat_template_wraps_prompts_and_its_end_of_turn_token_stops():
+    tokenizer = load_tokenizer({"hf_id": "builtin:tiny-llama"})
+    with pytest.raises(ValueError, match="chat_template is true, but the tokenizer has no chat template"):
+        build_prompts(tokenizer, ["1+1="], True)
+    raw, stops = build_prompts(tokenizer, ["1+1="], "auto")                 # no template: raw text
+    assert stops == [] and tokenizer.decode(raw[0]) == "1+1="
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_end|>"]})
+    tokenizer.chat_template = ("{% for m in messages %}<|user|>{{ m['content'] }}<|im_end|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    wrapped, stops = build_prompts(tokenizer, ["1+1="], "auto")
+    assert tokenizer.decode(wrapped[0]) == "<|user|>1+1=<|im_end|><|assistant|>"
+    assert stops == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
+    assert build_prompts(tokenizer, ["1+1="], False)[1] == []

@@ -120,6 +120,16 @@ CHUNK = f"{RESULTS}/{{model}}/phiid/chunks/n{N_CHUNKS}/chunk_{{chunk}}.npz"
 # The perturbation stage (Fig 4b): models, task data, units of work dealt over N_PARTS GPU jobs.
 PERTURBED = list(config["perturbation"]["models"])
 PERTURBATION = pick("perturbation", *PLAN_KEYS)
+
+
+def perturbation_settings(wildcards):
+    """The perturbation settings of one model: chat_template may be set per model."""
+    chat = config["perturbation"]["chat_template"]
+    if isinstance(chat, dict):
+        chat = chat.get(wildcards.model, "auto")
+    return dict(PERTURBATION, chat_template=chat)
+
+
 N_PARTS = config["perturbation"]["n_parts"]
 PERTURBATION_PART = f"{RESULTS}/{{model}}/perturbation/parts/n{N_PARTS}/part_{{part}}.json"
 TASK_JSON = f"{RESULTS}/task/problems.json"

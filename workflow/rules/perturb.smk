@@ -4,10 +4,11 @@
 # round-robin share of one model's units of work; the merge and statistics are light.
 
 
+# The merge scores every answer with math-verify (minutes of CPU for the paper configuration),
+# so it is a job, not a local rule.
 localrules:
     download_datasets,
     prepare_task,
-    perturbation_merge,
     perturbation_stats,
     plot_perturbation,
 
@@ -45,10 +46,9 @@ rule prepare_task:
     log:
         f"{RESULTS}/logs/prepare_task.log",
     conda:
-        "../../envs/torch.yaml"
+        "../../envs/analysis.yaml"
     params:
         task=config["perturbation"]["task"],
-        data_dir=config["data_dir"],
         n_problems=config["perturbation"]["n_problems"],
         code=code_of("prepare_task"),
     script:
@@ -72,7 +72,7 @@ rule perturbation_part:
         gpu=1,
     params:
         spec=spec_of,
-        perturbation=PERTURBATION,
+        perturbation=perturbation_settings,
         n_parts=N_PARTS,
         device=config["generation"]["device"],
         code=code_of("perturbation_part"),
@@ -92,8 +92,10 @@ rule perturbation_merge:
         f"{RESULTS}/logs/perturbation_merge/{{model}}.log",
     conda:
         "../../envs/analysis.yaml"
+    threads: 1
     params:
-        perturbation=PERTURBATION,
+        perturbation=perturbation_settings,
+        spec=spec_of,
         # the parts' code too: after a change of n_parts, parts that never ran have no record
         # of their code to compare with
         code=[code_of("perturbation_merge"), code_of("perturbation_part")],

@@ -1,8 +1,7 @@
 """Rule prepare_task: the problems of the perturbation stage, read once and checked."""
 from synergy_core.runtime import start_rule
-from synergy_core.stages.perturb import run_prepare_task
+from synergy_core.stages.perturbation_stats import run_prepare_task
 
 start_rule(snakemake)
-p = snakemake.params
-run_prepare_task(p.task, p.data_dir, p.n_problems, snakemake.output[0],
-                 snakemake.input[0] if snakemake.input else None)
+run_prepare_task(snakemake.params.task, snakemake.input[0] if snakemake.input else None,
+                 snakemake.params.n_problems, snakemake.output[0])

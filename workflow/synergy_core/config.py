@@ -328,6 +328,20 @@ def _check_perturbation(config: dict, heads: dict[str, int | None]) -> None:
     if pert["models"] and task not in BUILTIN_TASKS and task not in ("math500",) and not Path(task).is_file():
         raise ConfigError(f"config key perturbation.task: {task!r} is neither a known task "
                           f"(math500, {', '.join(BUILTIN_TASKS)}) nor an existing JSONL file")
+    if isinstance(pert["chat_template"], dict):
+        stray = sorted(set(pert["chat_template"]) - set(pert["models"]))
+        if stray:
+            raise ConfigError(f"config key perturbation.chat_template: {stray} are not perturbation.models "
+                              f"({pert['models']})")
+    # noise seeds and unit labels identify an alpha by its millionths (perturbation_plan.noise_seed)
+    millionths = [round(a * 1e6) for a in pert["alpha"]]
+    if len(set(millionths)) < len(millionths):
+        raise ConfigError(f"config key perturbation.alpha: {pert['alpha']} has values equal to within 1e-6, "
+                          "which would share their noise draws; use distinct values")
+    n_units = 1 + (2 + pert["n_random_sets"]) * len(pert["alpha"]) * pert["n_repeats"]
+    if pert["n_parts"] > n_units:
+        raise ConfigError(f"config key perturbation.n_parts: {pert['n_parts']} jobs for {n_units} units of "
+                          f"work per model; use at most {n_units} (a job without a unit only loads the model)")
     if pert["verdict_alpha"] is None:
         pert["verdict_alpha"] = pert["alpha"][0]
     elif pert["verdict_alpha"] not in pert["alpha"]:

@@ -381,9 +381,12 @@ def write_table(path: str | os.PathLike, frame, made_from=()) -> None:
     _write_recorded(Path(path), data, made_from, rows=len(frame), columns=list(frame.columns))
 
 
-def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), verify: bool = True):
+def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), verify: bool = True,
+               text_columns: tuple[str, ...] = ()):
     """Read and verify a table written by :func:`write_table` as a pandas DataFrame.
 
+    ``text_columns`` are read as the strings written ("01" stays "01", "NA" and "" stay
+    themselves); the table must then have no empty cell elsewhere (none becomes NaN).
     Raises :class:`CorruptOutputError` naming the file when it fails its record (unless
     ``verify`` is false), cannot be parsed, or lacks any of the ``required`` columns.
     """
@@ -391,8 +394,9 @@ def read_table(path: str | os.PathLike, required: tuple[str, ...] = (), verify: 
 
     path = Path(path)
     data = _read_verified(path, verify)
+    text = dict(dtype={c: str for c in text_columns}, keep_default_na=False) if text_columns else {}
     try:
-        frame = pd.read_csv(io.BytesIO(data), sep="\t")
+        frame = pd.read_csv(io.BytesIO(data), sep="\t", **text)
     except (ValueError, pd.errors.ParserError) as err:
         raise CorruptOutputError(f"{path}: unreadable table ({err}); {_FIX}") from err
     missing = [c for c in required if c not in frame.columns]

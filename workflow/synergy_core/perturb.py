@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .extract import eos_ids
 from .hooks import output_projections
 from .models import ModelShape
 
@@ -52,6 +53,20 @@ def _query_weight(model, layer_name: str):
                        "supported: q_proj, query_key_value (GPT-NeoX), c_attn (GPT-2)")
 
 
+def _check_widths(model_name: str, layer: int, q_weight, layout: str, proj, n_heads: int, d: int) -> None:
+    """Refuse a model whose query or output projection is not ``n_heads`` blocks of width ``d``
+    (e.g. DeepSeek-V2's latent attention, where a query head is wider than its value head):
+    the slices would silently land on other heads' weights."""
+    q_width = {"separate": q_weight.shape[0], "neox": q_weight.shape[0] // 3,
+               "conv1d": q_weight.shape[1] // 3}[layout]
+    o_width = proj.weight.shape[0] if layout == "conv1d" else proj.weight.shape[1]
+    if q_width != n_heads * d or o_width != n_heads * d or (layout == "neox" and q_weight.shape[0] % 3):
+        raise RuntimeError(f"{model_name} layer {layer}: the query projection is {q_width} wide and the "
+                           f"output projection takes {o_width}, not {n_heads} heads x {d}; the "
+                           "perturbation stage supports attention whose query heads are as wide as their "
+                           "outputs (GPT-NeoX, GPT-2, Llama, Qwen, Gemma), not e.g. latent attention")
+
+
 def head_weight_slices(model, shape: ModelShape) -> dict[tuple[int, int], list[WeightSlice]]:
     """Every head's query and output slices, ``{(layer, head): [query slice, output slice]}``."""
     d, n_heads = shape.head_dim, shape.n_heads
@@ -61,6 +76,7 @@ def head_weight_slices(model, shape: ModelShape) -> dict[tuple[int, int], list[W
         proj_name = names[id(proj)]
         attn_name = proj_name.rsplit(".", 1)[0]
         q_name, q_weight, layout = _query_weight(model, attn_name)
+        _check_widths(type(model).__name__, layer, q_weight, layout, proj, n_heads, d)
         with torch.no_grad():
             if layout == "separate":
                 q_std = q_weight.float().std().item()
@@ -115,32 +131,45 @@ def heads_of(flat, n_heads: int) -> list[tuple[int, int]]:
     return [(int(i) // n_heads, int(i) % n_heads) for i in flat]
 
 
-def build_prompts(tokenizer, texts: list[str], chat_template) -> list[list[int]]:
-    """Token ids of each prompt; ``chat_template`` "auto" uses the tokenizer's chat template
-    when it has one (a user turn, the generation prompt added), True requires it, False never."""
+#: End-of-turn tokens of common chat templates: a template's answer ends with one of them, which
+#: the tokenizer's end-of-sequence token need not be (Qwen's <|im_end|> vs <|endoftext|>).
+TURN_END_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|eom_id|>", "<|end|>")
+
+
+def uses_chat_template(tokenizer, chat_template) -> bool:
+    """Whether prompts are wrapped in the chat template: "auto" when the tokenizer has one,
+    True (refused when it has none), False never."""
     has_template = bool(getattr(tokenizer, "chat_template", None))
     if chat_template is True and not has_template:
         raise ValueError("perturbation.chat_template is true, but the tokenizer has no chat template")
-    if chat_template is True or (chat_template == "auto" and has_template):
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
-                                               add_generation_prompt=True) for t in texts]
-        return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-    return [tokenizer(t)["input_ids"] for t in texts]
+    return chat_template is True or (chat_template == "auto" and has_template)
+
+
+def build_prompts(tokenizer, texts: list[str], chat_template) -> tuple[list[list[int]], list[int]]:
+    """Token ids of each prompt and the extra stop tokens: with a chat template
+    (:func:`uses_chat_template`) each text is a user turn with the generation prompt added, and
+    the template's end-of-turn tokens (:data:`TURN_END_TOKENS` in the vocabulary) also stop."""
+    if not uses_chat_template(tokenizer, chat_template):
+        return [tokenizer(t)["input_ids"] for t in texts], []
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                           add_generation_prompt=True) for t in texts]
+    vocab = tokenizer.get_vocab()
+    stops = sorted({vocab[t] for t in TURN_END_TOKENS if t in vocab})
+    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts], stops
 
 
 @torch.no_grad()
 def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-                   device) -> tuple[list[str], list[int]]:
+                   device, stop_ids=()) -> tuple[list[str], list[int]]:
     """Greedy completions of tokenised prompts, batched with left padding (prompts sorted by
-    length, so a batch wastes little padding; the order does not depend on the weights, so
-    every condition sees the same batches). Returns each prompt's decoded completion (special
-    tokens dropped) and its number of generated tokens (up to and including end-of-sequence)."""
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
+    length, longest first, so a batch wastes little padding and one that does not fit in memory
+    fails at once; the order does not depend on the weights, so every condition sees the same
+    batches). Generation stops at the model's end-of-sequence tokens and ``stop_ids``. Returns
+    each prompt's decoded completion (special tokens dropped) and its number of generated tokens
+    (up to and including the stop token)."""
+    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
     texts, counts = [""] * len(prompts), [0] * len(prompts)
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos])
+    eos = set(eos_ids(model, tokenizer)) | set(stop_ids)   # tokenizer's, generation config's, template's
     pad = tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
@@ -152,10 +181,10 @@ def greedy_answers(model, tokenizer, prompts: list[list[int]], max_new_tokens: i
             mask[row, width - len(prompts[i]):] = 1
         out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                              max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                             eos_token_id=list(eos_ids), temperature=None, top_p=None, top_k=None)
+                             eos_token_id=sorted(eos), temperature=None, top_p=None, top_k=None)
         for row, i in enumerate(batch):
             new = out[row, width:].tolist()
-            n = next((j + 1 for j, t in enumerate(new) if t in eos_ids), len(new))
+            n = next((j + 1 for j, t in enumerate(new) if t in eos), len(new))
             counts[i] = n
             texts[i] = tokenizer.decode(new[:n], skip_special_tokens=True)
     return texts, counts

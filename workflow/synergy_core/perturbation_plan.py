@@ -22,9 +22,11 @@ def head_sets(syn_red: np.ndarray, fraction: float, n_random_sets: int, seed: in
     ``k = floor(fraction x heads)`` heads (:func:`head_counts.perturbation_set_size`).
 
     ``synergistic``: the ``k`` heads with the highest ``syn_red``; ``redundant``: the ``k``
-    lowest (ties broken by head index); ``random``: ``n_random_sets`` sets of ``k`` heads drawn
-    without replacement, set ``i`` from its own seed (seed, i). Heads whose ``syn_red`` is NaN (no
-    PhiID value) are in no set; every set draws from the same ranked heads, so all have ``k``.
+    lowest (ties broken in a seeded random order, not by head index, which would lean the cores
+    towards early or late layers); ``random``: ``n_random_sets`` sets of ``k`` heads drawn
+    without replacement, set ``i`` from its own generator, ``default_rng([seed, 3, i])``. Heads
+    whose ``syn_red`` is NaN (no PhiID value) are in no set; every set draws from the same
+    ranked heads, so all have ``k``.
     """
     syn_red = np.asarray(syn_red, dtype=float)
     ranked = np.flatnonzero(np.isfinite(syn_red))
@@ -32,7 +34,8 @@ def head_sets(syn_red: np.ndarray, fraction: float, n_random_sets: int, seed: in
     if k < 1 or 2 * k > len(ranked):
         raise ValueError(f"core_fraction {fraction} of {len(syn_red)} heads ({len(ranked)} ranked) "
                          f"gives sets of {k} heads; need 1 <= k and 2k <= ranked heads")
-    order = ranked[np.lexsort((ranked, -syn_red[ranked]))]         # highest syn_red first
+    tie_break = np.random.default_rng([seed, 4]).permutation(len(ranked))
+    order = ranked[np.lexsort((tie_break, -syn_red[ranked]))]      # highest syn_red first
     sets = {"synergistic": [np.sort(order[:k])], "redundant": [np.sort(order[-k:])]}
     sets["random"] = [np.sort(np.random.default_rng([seed, 3, i]).choice(ranked, k, replace=False))
                       for i in range(n_random_sets)]

@@ -1,4 +1,4 @@
-"""Task data of the perturbation stage: problems with reference answers, scored with math-verify.
+"""Task data of the perturbation stage: problems with reference answers (scoring: :mod:`.scoring`).
 
 A *task* is a list of problems ``{"id": str, "problem": str, "answer": str}``. The config's
 ``perturbation.task`` names one of:
@@ -14,13 +14,9 @@ A *task* is a list of problems ``{"id": str, "problem": str, "answer": str}``. T
 
 The ``prepare_task`` rule reads the task once, keeps the first ``n_problems``, drops (and
 counts, by id) problems whose reference answer math-verify cannot parse, since every answer to
-them would be scored wrong, and writes ``<results>/task/problems.json``, which every
-perturbation job reads through the verified chain of :mod:`.io`.
-
-Scoring (:func:`score_answer`) is math-verify's: the reference parsed as LaTeX math, the model's
-output parsed with math-verify's default extraction (the ``\\boxed{}`` answer first, then other
-LaTeX or plain expressions), equivalence by its ``verify`` (symbolic and numeric, with units,
-intervals and sets normalised). No string rules are written here.
+them would be scored wrong (:func:`.scoring.usable_problems`), and writes
+``<results>/task/problems.json``, which every perturbation job reads through the verified chain
+of :mod:`.io`. No torch and no math-verify here: the GPU jobs' code hash covers this module.
 """
 
 from __future__ import annotations
@@ -85,46 +81,18 @@ def read_task_file(path: str | Path) -> list[dict]:
     return problems
 
 
-def load_task(task: str, data_dir: str) -> list[dict]:
-    """The problems of a task (see the module docstring)."""
+def load_task(task: str, source: str | Path | None) -> list[dict]:
+    """The problems of a task (see the module docstring), read from ``source``
+    (:func:`task_source`; None for a built-in task)."""
     if task == "builtin:arithmetic":
         return arithmetic_problems()
-    return read_task_file(task_source(task, data_dir))
-
-
-def prepare_task(problems: list[dict], n_problems: int | None) -> tuple[list[dict], list[str]]:
-    """The first ``n_problems`` problems (all when None) whose reference answer math-verify can
-    parse, and the ids of those it cannot (dropped: every answer to them would score 0)."""
-    kept, unparsable = [], []
-    for p in problems[:n_problems]:
-        if parse_reference(p["answer"]):
-            kept.append(p)
-        else:
-            unparsable.append(p["id"])
-    return kept, unparsable
+    return read_task_file(source)
 
 
 def format_prompt(template: str, problem: str) -> str:
     """The prompt text: ``template`` with ``{problem}`` replaced (no other braces are fields, so
     ``\\boxed{}`` in a template stays as written)."""
     return template.replace("{problem}", problem)
-
-
-def parse_reference(answer: str):
-    """A reference answer parsed by math-verify as LaTeX math ([] when it cannot parse it)."""
-    from math_verify import parse
-
-    return parse(f"${answer}$")
-
-
-def score_answer(reference, output: str) -> tuple[bool, str]:
-    """``(correct, extracted)``: whether math-verify finds the model ``output`` equivalent to
-    the parsed ``reference`` (:func:`parse_reference`), and the answer it extracted ("" if none)."""
-    from math_verify import parse, verify
-
-    predicted = parse(output)
-    extracted = str(predicted[-1]) if predicted else ""
-    return bool(predicted) and bool(verify(reference, predicted)), extracted
 
 
 def download_task(task: str, out_path: str | Path) -> int:

@@ -16,8 +16,9 @@ stats      stats.smk                   stats, graphs                   test_stat
 plots      plots.smk                   plots                           test_figures.py
 summary    stats.smk (rule summary)    report_tables                   test_summary.py
 compare    compare.smk                 comparisons                     test_stages.py
-perturb    perturb.smk                 tasks, perturbation_plan,       test_perturbation.py,
-                                       perturb, perturbation_stats     test_perturbation_stats.py
+perturb    perturb.smk                 tasks, scoring, perturb,        test_perturbation.py,
+                                       perturbation_plan,              test_perturbation_stats.py
+                                       perturbation_stats
 =========  ==========================  ==============================  ==============================
 
 The ablation's statistics (rule ablation_stats) live in ``stages/ablation_stats.py`` so that

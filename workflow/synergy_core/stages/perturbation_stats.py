@@ -1,9 +1,13 @@
-"""Perturbation stage, CPU side: the merge of the GPU parts and the statistics (no torch).
+"""Perturbation stage, CPU side (no torch): the task, the merge with its scoring, the statistics.
 
-``perturbation_merge`` checks that every unit of work (:func:`..perturbation_plan.plan_units`)
-answered every problem exactly once, from the same ranking, task and settings, and writes
-``problems.tsv`` and ``head_sets.json``; ``perturbation_stats`` computes accuracy with intervals
-and the tests of :mod:`..perturbation_stats`.
+* ``prepare_task``: the problems every job reads (``task/problems.json``), without those whose
+  reference answer math-verify cannot parse (listed and counted);
+* ``perturbation_merge``: checks that every unit of work (:func:`..perturbation_plan.plan_units`)
+  answered every problem exactly once, from the same ranking, task, settings, weights and
+  prompts; scores every answer (:mod:`..scoring`) and writes ``problems.tsv`` and
+  ``head_sets.json``. Scoring here rather than in the GPU jobs means a change to it reruns no
+  GPU job;
+* ``perturbation_stats``: accuracy with intervals and the tests of :mod:`..perturbation_stats`.
 """
 
 from __future__ import annotations
@@ -14,70 +18,112 @@ import pandas as pd
 
 from ..io import CorruptOutputError, read_json, read_table, write_json, write_table
 from ..perturbation_plan import PLAN_KEYS, plan_units, unit_label
-from .perturb import read_head_sets
+from ..scoring import parse_reference, score_answer, usable_problems
+from ..tasks import load_task
+from .perturb import SPEC_KEYS, read_head_sets
 
 log = logging.getLogger(__name__)
 
 #: Columns of the merged per-problem table ``problems.tsv``.
-PROBLEM_COLUMNS = ["problem_id", "condition", "set", "alpha", "repeat", "correct", "answer", "n_tokens"]
+PROBLEM_COLUMNS = ["problem_id", "condition", "set", "alpha", "repeat", "correct", "answer", "n_tokens",
+                   "scoring_error"]
+#: Text columns of ``problems.tsv``, read as written (ids such as "01" or "NA" stay themselves).
+TEXT_COLUMNS = ("problem_id", "answer")
 
 
-def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: dict) -> pd.DataFrame:
-    """Gather the parts into ``problems.tsv`` (:data:`PROBLEM_COLUMNS`) and the head sets into
-    ``head_sets.json``, refusing a missing, repeated, foreign or stale part.
+def run_prepare_task(task: str, source, n_problems, out_json) -> None:
+    """Read the task, keep the first ``n_problems`` with a parsable reference answer (dropped
+    ones are counted by id), write ``problems.json``."""
+    problems, unparsable = usable_problems(load_task(task, source), n_problems)
+    if unparsable:
+        log.warning("%d problems dropped: math-verify cannot parse their reference answer (%s)",
+                    len(unparsable), ", ".join(unparsable[:10]) + (" ..." if len(unparsable) > 10 else ""))
+    if len(problems) < 2:
+        raise ValueError(f"perturbation.task {task!r}: {len(problems)} problem(s) with a parsable "
+                         "answer; at least 2 are needed")
+    write_json(out_json, dict(task=task, problems=problems, n_problems=len(problems),
+                              unparsable_ids=unparsable, n_unparsable=len(unparsable)),
+               made_from=[source] if source else ())
+
+
+def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set) -> None:
+    if part.get("settings") != settings or part.get("n_parts") != n_parts:
+        raise CorruptOutputError(f"{path}: made with other settings ({part.get('settings')}, "
+                                 f"{part.get('n_parts')} parts) than this run's ({settings}, {n_parts} "
+                                 "parts); delete it and rerun")
+    if part.get("spec") != spec:
+        raise CorruptOutputError(f"{path}: made with other weights ({part.get('spec')}) than this "
+                                 f"model's ({spec}); delete it and rerun")
+    if part["part"] in seen or not 0 <= part["part"] < n_parts:
+        raise CorruptOutputError(f"{path}: part {part['part']} of {n_parts} is repeated or out of range")
+    seen.add(part["part"])
+
+
+def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: dict,
+                spec: dict) -> pd.DataFrame:
+    """Gather and score the parts into ``problems.tsv`` (:data:`PROBLEM_COLUMNS`) and write the
+    head sets into ``head_sets.json``, refusing a missing, repeated, foreign or stale part.
 
     Each part is read through the verified chain (a part made from another ranking or task is
-    refused by :mod:`..io`); its settings must equal this run's, its index must be one of
-    ``0..n_parts-1`` exactly once, and together the parts must cover every unit of
-    :func:`perturbation_plan.plan_units` with every problem exactly once."""
-    problem_ids = [p["id"] for p in read_json(task_json)["problems"]]
+    refused by :mod:`..io`); its settings and weights must equal this run's, its index must be
+    one of ``0..n_parts-1`` exactly once, every part must have answered the same prompts, and
+    together the parts must cover every unit with every problem exactly once."""
+    problems = read_json(task_json)["problems"]
+    problem_ids = [p["id"] for p in problems]
     n_parts = len(part_paths)
-    settings = {k: cfg[k] for k in PLAN_KEYS}
-    seen_parts, frames = set(), []
+    settings, spec = {k: cfg[k] for k in PLAN_KEYS}, {k: spec.get(k) for k in SPEC_KEYS}
+    seen, frames, digests = set(), [], set()
     for path in part_paths:
         part = read_json(path)
-        if part.get("settings") != settings or part.get("n_parts") != n_parts:
-            raise CorruptOutputError(f"{path}: made with other settings ({part.get('settings')}, "
-                                     f"{part.get('n_parts')} parts) than this run's ({settings}, {n_parts} "
-                                     "parts); delete it and rerun")
-        if part["part"] in seen_parts or not 0 <= part["part"] < n_parts:
-            raise CorruptOutputError(f"{path}: part {part['part']} of {n_parts} is repeated or out of range")
-        seen_parts.add(part["part"])
-        frames.append(pd.DataFrame(part["rows"], columns=PROBLEM_COLUMNS + ["output"]))
+        _check_part(path, part, settings, spec, n_parts, seen)
+        digests.add(part.get("prompts_digest"))
+        frames.append(pd.DataFrame(part["rows"], columns=["problem_id", "condition", "set", "alpha", "repeat",
+                                                          "n_tokens", "output"]))
+    if len(digests) > 1:
+        raise CorruptOutputError(f"perturbation parts {', '.join(map(str, part_paths))}: answered different "
+                                 "prompts (a chat template that changes between jobs?); rerun them")
     long = pd.concat(frames, ignore_index=True)
+    labels = pd.Series([unit_label(u) for u in long[["condition", "set", "alpha", "repeat"]].to_dict("records")],
+                       dtype=object)
     expected = {unit_label(u) for u in plan_units(cfg["alpha"], cfg["n_random_sets"], cfg["n_repeats"])}
-    found = long.apply(lambda r: unit_label(r), axis=1) if len(long) else pd.Series([], dtype=str)
-    missing = sorted(expected - set(found))
+    missing = sorted(expected - set(labels))
     if missing:
         raise CorruptOutputError(f"perturbation parts {', '.join(map(str, part_paths))}: {len(missing)} "
                                  f"units missing ({', '.join(missing[:5])}); rerun the missing parts")
-    extra = sorted(set(found) - expected)
+    extra = sorted(set(labels) - expected)
     if extra:
         raise CorruptOutputError(f"perturbation parts: units not in this run's plan ({', '.join(extra[:5])})")
-    for label, group in long.groupby(found, sort=False):
+    for label, group in long.groupby(labels, sort=False):
         if len(group) != len(problem_ids) or set(group.problem_id) != set(problem_ids):
             raise CorruptOutputError(f"perturbation parts: unit {label} answered {len(group)} problems, "
                                      f"not each of the task's {len(problem_ids)} once")
+    references = {p["id"]: parse_reference(p["answer"]) for p in problems}
+    scored = [score_answer(references[pid], text) for pid, text in zip(long.problem_id, long.output)]
+    long["correct"] = [int(ok) for ok, _, _ in scored]
+    long["answer"] = [answer for _, answer, _ in scored]
+    long["scoring_error"] = [int(err) for _, _, err in scored]
+    n_errors = int(long.scoring_error.sum())
+    if n_errors:
+        log.warning("%d of %d answers could not be scored by math-verify (counted as wrong; the "
+                    "scoring_error column of problems.tsv marks them)", n_errors, len(long))
     long = long.sort_values(["alpha", "condition", "set", "repeat"], kind="stable")[PROBLEM_COLUMNS]
-    made_from = [*part_paths, task_json, heads_path]
-    write_table(problems_out, long.reset_index(drop=True), made_from)
-    sets, labels = read_head_sets(heads_path, cfg)
+    write_table(problems_out, long.reset_index(drop=True), [*part_paths, task_json, heads_path])
+    sets, head_labels = read_head_sets(heads_path, cfg)
     write_json(sets_out, made_from=[heads_path], obj=dict(
         core_fraction=cfg["core_fraction"], set_size=len(sets["synergistic"][0]),
-        sets={c: [[labels[i] for i in s] for s in group] for c, group in sets.items()}))
+        sets={c: [[head_labels[i] for i in s] for s in group] for c, group in sets.items()}))
+    log.info("merged %d answers of %d units; %d scoring errors", len(long), len(expected), n_errors)
     return long
 
 
 def run_stats(problems_path, accuracy_out, sets_out, tests_out, stats_cfg: dict) -> None:
     """Accuracy per condition and alpha with intervals, each head set's accuracy, and the
-    paired tests (:func:`..perturbation_stats.perturbation_statistics`)."""
+    set-rank and repeat-permutation tests (:func:`..perturbation_stats.perturbation_statistics`)."""
     from ..perturbation_stats import perturbation_statistics
 
-    long = read_table(problems_path, tuple(PROBLEM_COLUMNS))
+    long = read_table(problems_path, tuple(PROBLEM_COLUMNS), text_columns=TEXT_COLUMNS)
     accuracy, sets, tests = perturbation_statistics(long, n_boot=stats_cfg["n_boot"], ci=stats_cfg["ci"],
                                                     seed=stats_cfg["seed"])
     for path, frame in ((accuracy_out, accuracy), (sets_out, sets), (tests_out, tests)):
         write_table(path, frame, [problems_path])
     log.info("accuracy:\n%s\ntests:\n%s", accuracy.to_string(index=False), tests.to_string(index=False))
-
-
