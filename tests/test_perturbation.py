@@ -376,13 +376,16 @@ def test_download_stores_math500_as_jsonl_that_the_jobs_read(tmp_path, monkeypat
     assert problems[1]["answer"] == "\\frac{1}{2}" and problems[0]["problem"] == "What is $1+1$?"
 
 
-def test_merge_refuses_parts_of_other_weights(planted_stage, tmp_path):
+def test_merge_refuses_parts_of_other_weights_or_code(planted_stage, tmp_path):
     from synergy_core.stages.perturbation_stats import merge_parts
 
     work, parts, _ = planted_stage
     with pytest.raises(CorruptOutputError, match="made with other weights"):
         merge_parts(parts, work / "task.json", work / "heads.tsv", tmp_path / "p.tsv", tmp_path / "s.json", CFG,
                     dict(SPEC, revision="step10"))
+    with pytest.raises(CorruptOutputError, match="made by other code than this checkout's perturbation_part"):
+        merge_parts(parts, work / "task.json", work / "heads.tsv", tmp_path / "p.tsv", tmp_path / "s.json", CFG,
+                    SPEC, part_code="0123456789ab")
 
 
 def test_problem_ids_and_answers_are_read_back_as_written(tmp_path):

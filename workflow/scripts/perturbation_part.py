@@ -5,4 +5,4 @@ from synergy_core.stages.perturb import run_part
 start_rule(snakemake, uses_torch=True)
 run_part(snakemake.input.task, snakemake.input.heads, snakemake.output[0], snakemake.params.spec,
          snakemake.params.perturbation, int(snakemake.wildcards.part), snakemake.params.n_parts,
-         snakemake.params.device)
+         snakemake.params.device, snakemake.params.code)

@@ -45,9 +45,10 @@ def prompts_digest(prompts: list[list[int]]) -> str:
 
 
 def run_part(task_json, heads_path, out_json, spec: dict, cfg: dict, part: int, n_parts: int,
-             device: str = "auto") -> None:
+             device: str = "auto", code: str | None = None) -> None:
     """Answer every problem under each unit of this part: one row per (unit, problem) with the
-    generated text and its token count (scored by the merge, on a CPU)."""
+    generated text and its token count (scored by the merge, on a CPU). ``code``: the rule's
+    code hash, recorded so that the merge refuses parts made by other code."""
     import torch
 
     from ..extract import resolve_device
@@ -102,7 +103,7 @@ def run_part(task_json, heads_path, out_json, spec: dict, cfg: dict, part: int, 
     write_json(out_json, made_from=[task_json, heads_path], obj=dict(
         settings={k: cfg[k] for k in PLAN_KEYS}, part=part, n_parts=n_parts, model=spec.get("name"),
         spec={k: spec.get(k) for k in SPEC_KEYS}, prompts_digest=prompts_digest(prompts),
-        chat_template_used=chat, stop_ids=stop_ids, units=[unit_label(u) for u in units], rows=rows))
+        chat_template_used=chat, stop_ids=stop_ids, code=code, units=[unit_label(u) for u in units], rows=rows))
 
 
 __all__ = ["SPEC_KEYS", "prompts_digest", "read_head_sets", "run_download", "run_part"]

@@ -46,7 +46,7 @@ def run_prepare_task(task: str, source, n_problems, out_json) -> None:
                made_from=[source] if source else ())
 
 
-def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set) -> None:
+def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set, code) -> None:
     if part.get("settings") != settings or part.get("n_parts") != n_parts:
         raise CorruptOutputError(f"{path}: made with other settings ({part.get('settings')}, "
                                  f"{part.get('n_parts')} parts) than this run's ({settings}, {n_parts} "
@@ -54,20 +54,24 @@ def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen
     if part.get("spec") != spec:
         raise CorruptOutputError(f"{path}: made with other weights ({part.get('spec')}) than this "
                                  f"model's ({spec}); delete it and rerun")
+    if code is not None and part.get("code") != code:
+        raise CorruptOutputError(f"{path}: made by other code than this checkout's perturbation_part "
+                                 "(e.g. kept by --touch after a code change); delete it and rerun")
     if part["part"] in seen or not 0 <= part["part"] < n_parts:
         raise CorruptOutputError(f"{path}: part {part['part']} of {n_parts} is repeated or out of range")
     seen.add(part["part"])
 
 
 def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: dict,
-                spec: dict) -> pd.DataFrame:
+                spec: dict, part_code: str | None = None) -> pd.DataFrame:
     """Gather and score the parts into ``problems.tsv`` (:data:`PROBLEM_COLUMNS`) and write the
     head sets into ``head_sets.json``, refusing a missing, repeated, foreign or stale part.
 
     Each part is read through the verified chain (a part made from another ranking or task is
     refused by :mod:`..io`); its settings and weights must equal this run's, its index must be
     one of ``0..n_parts-1`` exactly once, every part must have answered the same prompts, and
-    together the parts must cover every unit with every problem exactly once."""
+    together the parts must cover every unit with every problem exactly once. With
+    ``part_code`` (the part rule's code hash) each part must have been made by that code."""
     problems = read_json(task_json)["problems"]
     problem_ids = [p["id"] for p in problems]
     n_parts = len(part_paths)
@@ -75,7 +79,7 @@ def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: 
     seen, frames, digests = set(), [], set()
     for path in part_paths:
         part = read_json(path)
-        _check_part(path, part, settings, spec, n_parts, seen)
+        _check_part(path, part, settings, spec, n_parts, seen, part_code)
         digests.add(part.get("prompts_digest"))
         frames.append(pd.DataFrame(part["rows"], columns=["problem_id", "condition", "set", "alpha", "repeat",
                                                           "n_tokens", "output"]))
