@@ -35,9 +35,19 @@ def test_closure_follows_imports_transitively():
 @pytest.mark.parametrize("script", ["phiid_chunk", "phiid_merge", "rank_heads", "model_stats",
                                     "ablation_stats", "plot_model", "plot_ablation",
                                     "plot_profiles", "plot_model_stats", "plot_progression",
-                                    "summary"])
+                                    "summary", "perturbation_merge", "perturbation_stats",
+                                    "plot_perturbation"])
 def test_cpu_rules_do_not_reach_torch_modules(script):
     assert not TORCH_MODULES & closure(script)
+
+
+def test_scoring_and_statistics_edits_never_rerun_a_perturbation_gpu_part():
+    """Fig 4b's GPU parts and the task preparation before them reach neither the scoring nor the
+    statistics: a change there reruns the CPU merge, not hours of generation."""
+    for script in ("perturbation_part", "prepare_task"):
+        reached = closure(script)
+        assert not {"scoring.py", "perturbation_stats.py", "stages/perturbation_stats.py"} & reached, script
+    assert {"scoring.py", "perturbation_stats.py"} <= closure("perturbation_merge") | closure("perturbation_stats")
 
 
 def test_statistics_edits_never_rerun_ranking_or_ablation():

@@ -234,6 +234,18 @@ def test_scoring_refuses_other_answers(reference, output):
     assert not correct and not error
 
 
+def test_a_math_verify_timeout_is_counted_not_fatal(monkeypatch):
+    """math-verify's TimeoutException is a BaseException: it must still become a counted error."""
+    import math_verify
+    from math_verify.errors import TimeoutException
+
+    def slow(*args, **kwargs):
+        raise TimeoutException("verify took too long")
+
+    monkeypatch.setattr(math_verify, "verify", slow)
+    assert score_answer(parse_reference("7"), "\\boxed{9^{9^{9^{9}}}}") == (False, "", True)
+
+
 def test_prompt_template_replaces_only_the_problem_field():
     template = "{problem}\nPlease reason step by step, and put your final answer within \\boxed{}."
     assert format_prompt(template, "1+1?") == \
@@ -260,7 +272,7 @@ def test_task_file_errors_name_the_file_and_line(tmp_path):
 def test_unparsable_reference_answers_are_dropped_and_counted():
     problems = [dict(id="a", problem="p", answer="3"), dict(id="b", problem="q", answer="\\"),
                 dict(id="c", problem="r", answer="\\frac{1}{4}"), dict(id="d", problem="s", answer="9")]
-    kept, dropped = usable_problems(problems, n_problems=3)
+    kept, dropped = usable_problems(problems[:3])
     assert [p["id"] for p in kept] == ["a", "c"] and dropped == ["b"]
 
 
@@ -295,8 +307,7 @@ def _head_importance(model, tokenizer):
 @pytest.fixture(scope="module")
 def planted_stage(tmp_path_factory, arith):
     """The stage run on a ranking whose 'synergistic' core is the 3 heads the model needs most."""
-    from synergy_core.stages.perturb import run_part
-    from synergy_core.stages.perturbation_stats import run_prepare_task
+    from synergy_core.stages.perturb import run_part, run_prepare_task
 
     work = tmp_path_factory.mktemp("perturbation")
     model, tokenizer = arith

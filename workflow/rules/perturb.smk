@@ -88,6 +88,7 @@ rule perturbation_merge:
     output:
         problems=f"{RESULTS}/{{model}}/perturbation/problems.tsv",
         sets=f"{RESULTS}/{{model}}/perturbation/head_sets.json",
+        scoring=f"{RESULTS}/{{model}}/perturbation/scoring.json",
     log:
         f"{RESULTS}/logs/perturbation_merge/{{model}}.log",
     conda:

@@ -1,4 +1,5 @@
-"""The units of work of the perturbation stage and its head sets (numpy only, no torch).
+"""The units of work of the perturbation stage and its head sets (no torch: the GPU parts, the
+CPU merge and the configuration check all import it).
 
 A *unit* is one (condition, set, alpha, repeat): the model with one noise draw on one head set
 (or the unperturbed baseline), answering every problem of the task once.
@@ -9,9 +10,12 @@ from __future__ import annotations
 import numpy as np
 
 from .head_counts import perturbation_set_size
+from .io import read_table
 
 CONDITIONS = ("baseline", "synergistic", "redundant", "random")
 _CONDITION_CODE = {c: i for i, c in enumerate(CONDITIONS)}
+#: What identifies a model's weights in a part (compared by the merge).
+SPEC_KEYS = ("hf_id", "revision", "init", "seed", "dtype", "local_path")
 #: The settings every part must share with the merge (they change the numbers).
 PLAN_KEYS = ("task", "n_problems", "prompt_template", "chat_template", "max_new_tokens", "batch_size",
              "core_fraction", "n_random_sets", "alpha", "n_repeats", "seed")
@@ -69,3 +73,9 @@ def units_of_part(units: list[dict], part: int, n_parts: int) -> list[dict]:
 def unit_label(unit: dict) -> str:
     return f"{unit['condition']}/set{unit['set']}/alpha{unit['alpha']:g}/repeat{unit['repeat']}"
 
+
+def read_head_sets(heads_path, cfg: dict) -> tuple[dict, list[str]]:
+    """The head sets (flat indices, :func:`head_sets`) from a ranking, and the head labels."""
+    table = read_table(heads_path, ("head_label", "syn_red"))
+    sets = head_sets(table.syn_red.to_numpy(), cfg["core_fraction"], cfg["n_random_sets"], cfg["seed"])
+    return sets, list(table["head_label"])

@@ -34,6 +34,7 @@ def score_answer(reference, output: str) -> tuple[bool, str, bool]:
     (:func:`parse_reference`): the last ``\\boxed{}`` answer, "" if there is none, and whether
     math-verify failed on it (then ``correct`` is False)."""
     from math_verify import parse, verify
+    from math_verify.errors import TimeoutException  # a BaseException, not an Exception
 
     at = output.rfind(BOXED)
     if at < 0:
@@ -43,15 +44,15 @@ def score_answer(reference, output: str) -> tuple[bool, str, bool]:
         if not predicted:
             return False, "", False
         return bool(verify(reference, predicted, raise_on_error=True)), str(predicted[-1]), False
-    except Exception:  # noqa: BLE001 - math-verify raises many types (sympy, timeouts); counted
+    except (Exception, TimeoutException):  # noqa: BLE001 - math-verify raises many types; counted
         return False, "", True
 
 
-def usable_problems(problems: list[dict], n_problems: int | None) -> tuple[list[dict], list[str]]:
-    """The first ``n_problems`` problems (all when None) whose reference answer math-verify can
-    parse, and the ids of those it cannot (dropped: every answer to them would score 0)."""
+def usable_problems(problems: list[dict]) -> tuple[list[dict], list[str]]:
+    """The problems whose reference answer math-verify can parse, and the ids of those it
+    cannot (dropped by the merge: every answer to them would score 0)."""
     kept, unparsable = [], []
-    for p in problems[:n_problems]:
+    for p in problems:
         if parse_reference(p["answer"]):
             kept.append(p)
         else:

@@ -12,11 +12,11 @@ A *task* is a list of problems ``{"id": str, "problem": str, "answer": str}``. T
 * a path to the user's own JSONL file: one JSON object per line with ``problem`` and ``answer``
   strings and optionally ``id`` (else ``unique_id``, else ``line-<n>``).
 
-The ``prepare_task`` rule reads the task once, keeps the first ``n_problems``, drops (and
-counts, by id) problems whose reference answer math-verify cannot parse, since every answer to
-them would be scored wrong (:func:`.scoring.usable_problems`), and writes
+The ``prepare_task`` rule reads the task once, keeps the first ``n_problems`` and writes
 ``<results>/task/problems.json``, which every perturbation job reads through the verified chain
-of :mod:`.io`. No torch and no math-verify here: the GPU jobs' code hash covers this module.
+of :mod:`.io`. No torch and no math-verify here: the GPU jobs' code hash covers this module
+(problems whose reference math-verify cannot parse are dropped by the merge,
+:func:`.scoring.usable_problems`).
 """
 
 from __future__ import annotations

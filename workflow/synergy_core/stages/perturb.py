@@ -1,6 +1,7 @@
 """Perturbation stage (the paper's Fig 4b), GPU side: task download and the parts.
 
 Rules (``workflow/rules/perturb.smk``): ``download_datasets`` (login node) -> ``prepare_task``
+(the problems, read once)
 -> ``perturbation_part`` (GPU jobs, each a round-robin share of the units of work of one model,
 :func:`..perturbation_plan.plan_units`, answering every problem under each) ->
 ``perturbation_merge`` -> ``perturbation_stats``. The CPU side (task preparation, the merge with
@@ -15,27 +16,27 @@ import json
 import logging
 import time
 
-from ..io import CorruptOutputError, read_json, read_table, write_json
-from ..perturbation_plan import PLAN_KEYS, head_sets, noise_seed, plan_units, unit_label, units_of_part
-from ..tasks import download_task, format_prompt
+from ..io import CorruptOutputError, read_json, write_json
+from ..perturbation_plan import PLAN_KEYS, SPEC_KEYS, noise_seed, plan_units, read_head_sets, unit_label, units_of_part
+from ..tasks import download_task, format_prompt, load_task
 
 log = logging.getLogger(__name__)
-
-#: What identifies a model's weights in a part (compared by the merge).
-SPEC_KEYS = ("hf_id", "revision", "init", "seed", "dtype", "local_path")
-
 
 def run_download(task: str, out_path) -> None:
     n = download_task(task, out_path)
     log.info("stored %d problems of %s in %s", n, task, out_path)
 
 
-def read_head_sets(heads_path, cfg: dict) -> tuple[dict, list[str]]:
-    """The head sets (flat indices, :func:`..perturbation_plan.head_sets`) from a ranking, and
-    the head labels."""
-    table = read_table(heads_path, ("head_label", "syn_red"))
-    sets = head_sets(table.syn_red.to_numpy(), cfg["core_fraction"], cfg["n_random_sets"], cfg["seed"])
-    return sets, list(table["head_label"])
+def run_prepare_task(task: str, source, n_problems, out_json) -> None:
+    """Read the task once and keep its first ``n_problems`` (all when None): ``problems.json``,
+    which every part and the merge read. (Problems whose reference answer math-verify cannot
+    parse are dropped by the merge, so that nothing upstream of the GPU parts imports the
+    scoring.)"""
+    problems = load_task(task, source)[:n_problems]
+    if len(problems) < 2:
+        raise ValueError(f"perturbation.task {task!r}: {len(problems)} problem(s); at least 2 are needed")
+    write_json(out_json, dict(task=task, problems=problems, n_problems=len(problems)),
+               made_from=[source] if source else ())
 
 
 def prompts_digest(prompts: list[list[int]]) -> str:
@@ -106,4 +107,4 @@ def run_part(task_json, heads_path, out_json, spec: dict, cfg: dict, part: int, 
         chat_template_used=chat, stop_ids=stop_ids, code=code, units=[unit_label(u) for u in units], rows=rows))
 
 
-__all__ = ["SPEC_KEYS", "prompts_digest", "read_head_sets", "run_download", "run_part"]
+__all__ = ["prompts_digest", "run_download", "run_part", "run_prepare_task"]

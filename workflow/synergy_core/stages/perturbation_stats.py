@@ -1,12 +1,11 @@
-"""Perturbation stage, CPU side (no torch): the task, the merge with its scoring, the statistics.
+"""Perturbation stage, CPU side (no torch): the merge with its scoring, and the statistics.
 
-* ``prepare_task``: the problems every job reads (``task/problems.json``), without those whose
-  reference answer math-verify cannot parse (listed and counted);
 * ``perturbation_merge``: checks that every unit of work (:func:`..perturbation_plan.plan_units`)
-  answered every problem exactly once, from the same ranking, task, settings, weights and
-  prompts; scores every answer (:mod:`..scoring`) and writes ``problems.tsv`` and
-  ``head_sets.json``. Scoring here rather than in the GPU jobs means a change to it reruns no
-  GPU job;
+  answered every problem exactly once, from the same ranking, task, settings, weights, prompts
+  and code; drops the problems whose reference answer math-verify cannot parse (every answer to
+  them would score 0), scores every answer (:mod:`..scoring`) and writes ``problems.tsv``,
+  ``scoring.json`` (the counts) and ``head_sets.json``. Nothing upstream of the GPU parts
+  imports this module or :mod:`..scoring`, so a change to them reruns no GPU job;
 * ``perturbation_stats``: accuracy with intervals and the tests of :mod:`..perturbation_stats`.
 """
 
@@ -17,10 +16,8 @@ import logging
 import pandas as pd
 
 from ..io import CorruptOutputError, read_json, read_table, write_json, write_table
-from ..perturbation_plan import PLAN_KEYS, plan_units, unit_label
+from ..perturbation_plan import PLAN_KEYS, SPEC_KEYS, plan_units, read_head_sets, unit_label
 from ..scoring import parse_reference, score_answer, usable_problems
-from ..tasks import load_task
-from .perturb import SPEC_KEYS, read_head_sets
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +26,6 @@ PROBLEM_COLUMNS = ["problem_id", "condition", "set", "alpha", "repeat", "correct
                    "scoring_error"]
 #: Text columns of ``problems.tsv``, read as written (ids such as "01" or "NA" stay themselves).
 TEXT_COLUMNS = ("problem_id", "answer")
-
-
-def run_prepare_task(task: str, source, n_problems, out_json) -> None:
-    """Read the task, keep the first ``n_problems`` with a parsable reference answer (dropped
-    ones are counted by id), write ``problems.json``."""
-    problems, unparsable = usable_problems(load_task(task, source), n_problems)
-    if unparsable:
-        log.warning("%d problems dropped: math-verify cannot parse their reference answer (%s)",
-                    len(unparsable), ", ".join(unparsable[:10]) + (" ..." if len(unparsable) > 10 else ""))
-    if len(problems) < 2:
-        raise ValueError(f"perturbation.task {task!r}: {len(problems)} problem(s) with a parsable "
-                         "answer; at least 2 are needed")
-    write_json(out_json, dict(task=task, problems=problems, n_problems=len(problems),
-                              unparsable_ids=unparsable, n_unparsable=len(unparsable)),
-               made_from=[source] if source else ())
 
 
 def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set, code) -> None:
@@ -63,9 +45,10 @@ def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen
 
 
 def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: dict,
-                spec: dict, part_code: str | None = None) -> pd.DataFrame:
-    """Gather and score the parts into ``problems.tsv`` (:data:`PROBLEM_COLUMNS`) and write the
-    head sets into ``head_sets.json``, refusing a missing, repeated, foreign or stale part.
+                spec: dict, part_code: str | None = None, scoring_out=None) -> pd.DataFrame:
+    """Gather and score the parts into ``problems.tsv`` (:data:`PROBLEM_COLUMNS`), write the
+    scoring counts into ``scoring_out`` (when given) and the head sets into ``head_sets.json``,
+    refusing a missing, repeated, foreign or stale part.
 
     Each part is read through the verified chain (a part made from another ranking or task is
     refused by :mod:`..io`); its settings and weights must equal this run's, its index must be
@@ -101,17 +84,36 @@ def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: 
         if len(group) != len(problem_ids) or set(group.problem_id) != set(problem_ids):
             raise CorruptOutputError(f"perturbation parts: unit {label} answered {len(group)} problems, "
                                      f"not each of the task's {len(problem_ids)} once")
-    references = {p["id"]: parse_reference(p["answer"]) for p in problems}
+    usable, unparsable = usable_problems(problems)
+    if unparsable:
+        log.warning("%d problems dropped: math-verify cannot parse their reference answer (%s)",
+                    len(unparsable), ", ".join(unparsable[:10]) + (" ..." if len(unparsable) > 10 else ""))
+    if len(usable) < 2:
+        raise ValueError(f"{task_json}: {len(usable)} problem(s) with a reference answer math-verify can "
+                         "parse; at least 2 are needed")
+    long = long[long.problem_id.isin({p["id"] for p in usable})].copy()
+    references = {p["id"]: parse_reference(p["answer"]) for p in usable}
     scored = [score_answer(references[pid], text) for pid, text in zip(long.problem_id, long.output)]
     long["correct"] = [int(ok) for ok, _, _ in scored]
     long["answer"] = [answer for _, answer, _ in scored]
     long["scoring_error"] = [int(err) for _, _, err in scored]
     n_errors = int(long.scoring_error.sum())
+    if n_errors == len(long):
+        raise RuntimeError("math-verify failed on every answer (is it installed and run in the main "
+                           "thread?); refusing to report accuracy 0 everywhere")
     if n_errors:
         log.warning("%d of %d answers could not be scored by math-verify (counted as wrong; the "
                     "scoring_error column of problems.tsv marks them)", n_errors, len(long))
     long = long.sort_values(["alpha", "condition", "set", "repeat"], kind="stable")[PROBLEM_COLUMNS]
-    write_table(problems_out, long.reset_index(drop=True), [*part_paths, task_json, heads_path])
+    made_from = [*part_paths, task_json, heads_path]
+    write_table(problems_out, long.reset_index(drop=True), made_from)
+    if scoring_out is not None:
+        errors = long.groupby(["condition", "alpha"]).scoring_error.sum()
+        write_json(scoring_out, made_from=made_from, obj=dict(
+            n_problems=len(usable), n_answers=len(long), n_scoring_errors=n_errors,
+            unparsable_reference_ids=unparsable, n_unparsable_references=len(unparsable),
+            scoring_errors_by_condition=[dict(condition=c, alpha=float(a), n=int(n))
+                                         for (c, a), n in errors.items()]))
     sets, head_labels = read_head_sets(heads_path, cfg)
     write_json(sets_out, made_from=[heads_path], obj=dict(
         core_fraction=cfg["core_fraction"], set_size=len(sets["synergistic"][0]),
