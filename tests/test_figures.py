@@ -337,6 +337,24 @@ def check_layout(fig, integer_axes, legend_on_axes_ok):
                 assert loc == int(text), f"axes {index} {name}: tick {text!r} at {loc}"
 
 
+def layout_checked_saves(monkeypatch, strict: bool) -> list:
+    """Make every figure a stage saves pass :func:`check_layout` first; returns the list of the
+    PNG paths checked."""
+    from synergy_core import plots as plots_module
+
+    real_save = plots_module.save
+    checked = []
+
+    def checked_save(fig, png, pdf):
+        fig.canvas.draw()
+        check_layout(fig, [], strict)
+        checked.append(png)
+        real_save(fig, png, pdf)
+
+    monkeypatch.setattr(plots_module, "save", checked_save)
+    return checked
+
+
 def png_size(path):
     data = open(path, "rb").read(24)
     return struct.unpack(">II", data[16:24])
@@ -384,20 +402,10 @@ def test_stage_functions_read_layer_ci_and_twin_files(tmp_path, monkeypatch):
     """The rules' path: Fig 2c and Fig 3a from layer_ci.tsv (syn_red rows of three quantities),
     the score figure from profile_scores.tsv, each with the random-init twin's files, and Fig 4a
     with the title the stage builds; every figure the stages save passes the layout check."""
-    from synergy_core import plots as plots_module
     from synergy_core.io import write_table
     from synergy_core.stages.plots import plot_ablation, plot_profiles, plot_progression
 
-    real_save = plots_module.save
-    checked = []
-
-    def checked_save(fig, png, pdf):
-        fig.canvas.draw()
-        check_layout(fig, [], True)
-        checked.append(png)
-        real_save(fig, png, pdf)
-
-    monkeypatch.setattr(plots_module, "save", checked_save)
+    checked = layout_checked_saves(monkeypatch, True)
 
     def ci_file(name, n_layers, seed):
         rows = pd.concat([layer_ci(n_layers, seed).assign(quantity=q)
@@ -433,20 +441,10 @@ def test_perturbation_stage_reads_its_tables(tmp_path, monkeypatch):
     """The rule's path for Fig 4b: the three tables of two models written with write_table, read
     back by the stage; the figure passes the layout check, and a verdict_alpha the tables lack
     is refused."""
-    from synergy_core import plots as plots_module
     from synergy_core.io import write_table
     from synergy_core.stages.plots import plot_perturbation
 
-    real_save = plots_module.save
-    checked = []
-
-    def checked_save(fig, png, pdf):
-        fig.canvas.draw()
-        check_layout(fig, [], False)
-        checked.append(png)
-        real_save(fig, png, pdf)
-
-    monkeypatch.setattr(plots_module, "save", checked_save)
+    checked = layout_checked_saves(monkeypatch, False)
     paths = {}
     for k, m in enumerate(("tiny-llama", "tiny-neox-step150")):
         tables = perturbation_tables((0.5, 1.0), seed=k)

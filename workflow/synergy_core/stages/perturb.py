@@ -11,12 +11,10 @@ or the statistics never reruns a GPU job.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 
-from ..io import CorruptOutputError, read_json, write_json
+from ..io import CorruptOutputError, read_json, stable_hash, write_json
 from ..perturbation_plan import PLAN_KEYS, SPEC_KEYS, noise_seed, plan_units, read_head_sets, unit_label, units_of_part
 from ..tasks import download_task, format_prompt, load_task
 
@@ -40,9 +38,9 @@ def run_prepare_task(task: str, source, n_problems, out_json) -> None:
 
 
 def prompts_digest(prompts: list[list[int]]) -> str:
-    """SHA-256 of the token ids of every prompt: every part of a model must have answered the
+    """Digest of the token ids of every prompt: every part of a model must have answered the
     same prompts (a chat template that inserts the date would not)."""
-    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()
+    return stable_hash(prompts)
 
 
 def run_part(task_json, heads_path, out_json, spec: dict, cfg: dict, part: int, n_parts: int,
