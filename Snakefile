@@ -35,6 +35,7 @@ include: "workflow/rules/plots.smk"
 include: "workflow/rules/stats.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/perturb.smk"
+include: "workflow/rules/finetune.smk"
 
 
 save_disk_cache()  # of the code hashes' parse results (workflow/synergy_core/codehash.py)

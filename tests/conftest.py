@@ -9,6 +9,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
+# the trained built-in models are cached per test session (models.builtin_cache_path), never in
+# the user's home; workflow runs started by the tests inherit it
+if "SYNERGY_CORE_BUILTIN_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["SYNERGY_CORE_BUILTIN_CACHE"] = tempfile.mkdtemp(prefix="synergy-core-builtin-")
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,8 @@ def test_closure_follows_imports_transitively():
                                     "ablation_stats", "plot_model", "plot_ablation",
                                     "plot_profiles", "plot_model_stats", "plot_progression",
                                     "summary", "perturbation_merge", "perturbation_stats",
-                                    "plot_perturbation"])
+                                    "plot_perturbation", "prepare_finetune_data", "finetune_merge",
+                                    "finetune_stats", "plot_finetune"])
 def test_cpu_rules_do_not_reach_torch_modules(script):
     assert not TORCH_MODULES & closure(script)
 
@@ -48,6 +49,15 @@ def test_scoring_and_statistics_edits_never_rerun_a_perturbation_gpu_part():
         reached = closure(script)
         assert not {"scoring.py", "perturbation_stats.py", "stages/perturbation_stats.py"} & reached, script
     assert {"scoring.py", "perturbation_stats.py"} <= closure("perturbation_merge") | closure("perturbation_stats")
+
+
+def test_scoring_and_statistics_edits_never_rerun_a_finetune_evaluation():
+    """Fig 5's evaluation parts reach neither the scoring nor the statistics (the training parts
+    reach the scoring: it is GRPO's reward), and no GPU part reaches the statistics."""
+    assert not {"scoring.py", "finetune_stats.py", "stages/finetune_stats.py"} & closure("finetune_eval")
+    assert "scoring.py" in closure("finetune_train")
+    assert not {"finetune_stats.py", "stages/finetune_stats.py"} & closure("finetune_train")
+    assert {"scoring.py", "finetune_stats.py"} <= closure("finetune_merge") | closure("finetune_stats")
 
 
 def test_statistics_edits_never_rerun_ranking_or_ablation():
@@ -107,8 +117,8 @@ def test_every_script_rule_hashes_its_own_script():
             if not script or script[1] == "download_models":
                 continue
             rules += 1
-            assert re.search(rf'code=\[?code_of\("{script[1]}"\)', block), (smk.name, block[:60])
-    assert rules == 19
+            assert re.search(rf'code=\[?\s*code_of\("{script[1]}"\)', block), (smk.name, block[:60])
+    assert rules == 25
 
 
 def test_planning_imports_neither_torch_nor_transformers(tmp_path):

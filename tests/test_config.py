@@ -18,6 +18,7 @@ def demo(repo, monkeypatch):
     with open(repo / "config/demo.yaml") as fh:
         cfg = yaml.safe_load(fh)
     cfg["perturbation"]["models"] = []
+    cfg["finetune"]["models"] = []
     return cfg
 
 
@@ -28,6 +29,12 @@ def test_demo_perturbation_and_fig4b_configs_are_valid(repo, monkeypatch):
     fig4b = validate_config(yaml.safe_load((repo / "config/fig4b.yaml").read_text()))
     assert fig4b["perturbation"]["verdict_alpha"] == 0.5 and len(fig4b["perturbation"]["models"]) == 3
     assert fig4b["data_dir"] == "data" and fig4b["perturbation"]["prompt_template"].endswith("\\boxed{}.")
+    assert demo["finetune"]["models"] == ["tiny-llama"] and demo["finetune"]["n_train_parts"] == 1
+    fig5 = validate_config(yaml.safe_load((repo / "config/fig5.yaml").read_text()))
+    ft = fig5["finetune"]
+    assert ft["max_steps"] == 5000 and ft["eval_from"] == 2500 and ft["eval_every"] == 500
+    assert ft["n_seeds"] == 5 and ft["region_fraction"] == 0.5 and ft["grpo"]["num_generations"] == 8
+    assert ft["grpo"]["max_completion_length"] == 1024 and ft["grpo"]["batch_size"] == 16
 
 
 def test_demo_and_paper_configs_are_valid_and_defaults_filled(repo, demo):
@@ -164,6 +171,22 @@ BAD = [
      r"^config key perturbation.n_parts: 200 jobs for 127 units of work per model; use at most 127"),
     ({"perturbation": {"alpha": [0.1, 0.1000001]}},
      r"^config key perturbation.alpha: \[0.1, 0.1000001\] has values equal to within 1e-6"),
+    # the fine-tuning stage (the demo's: 2 methods x 3 regions x 2 seeds, steps 5 and 10)
+    ({"finetune": {"models": ["nope"]}}, r"^config key finetune.models: \['nope'\] are not configured models"),
+    ({"finetune": {"models": ["tiny-llama"], "eval_task": "/no/such.jsonl"}},
+     r"^config key finetune.eval_task: '/no/such.jsonl' is neither a known data set"),
+    ({"finetune": {"models": ["tiny-llama"], "grpo": {"batch_size": 12, "num_generations": 8}}},
+     r"^config key finetune.grpo.batch_size: 12 completions x 1 accumulation steps is not a multiple"),
+    ({"finetune": {"models": ["tiny-llama"], "eval_from": 50}},
+     r"^config key finetune.eval_from: 50 is after max_steps 10$"),
+    ({"finetune": {"models": ["tiny-llama"], "n_train_parts": 13}},
+     r"^config key finetune.n_train_parts: 13 jobs for 12 runs per model; use at most 12"),
+    ({"finetune": {"models": ["tiny-llama"], "n_eval_parts": 26}},
+     r"^config key finetune.n_eval_parts: 26 jobs for 25 checkpoints per model; use at most 25$"),
+    ({"finetune": {"models": ["tiny-llama"], "region_fraction": 0.05}},
+     r"^config key finetune.region_fraction: 0.05 of the 12 heads of model tiny-llama is less than one head$"),
+    ({"finetune": {"n_seeds": 1}}, r"^config key finetune.n_seeds: 1 is less than the minimum of 2$"),
+    ({"finetune": {"methods": ["ppo"]}}, r"^config key finetune.methods.0: 'ppo' is not one of"),
 ]
 
 

@@ -125,3 +125,28 @@ def test_byte_tokenizer_round_trips_every_prompt(repo):
         ids = tok(p.text)["input_ids"]
         assert tok.decode(ids) == p.text
         assert tok.eos_token_id not in ids
+
+
+def test_trained_builtin_models_are_cached_bitwise_and_a_damaged_cache_is_replaced(tmp_path, monkeypatch):
+    """A trained built-in model loaded from the cache equals one trained afresh, bit for bit; a
+    damaged cache file is ignored, the model retrained and the file replaced."""
+    import torch
+
+    from synergy_core import models
+
+    monkeypatch.setenv(models.BUILTIN_CACHE_ENV, str(tmp_path))
+    spec = {"hf_id": "builtin:tiny-llama", "revision": "step20", "seed": 3}
+    first = models.load_model(spec)
+    path = models.builtin_cache_path(spec["hf_id"], 20, 3)
+    assert path.is_file() and path.parent == tmp_path
+    cached = models.load_model(spec)
+    monkeypatch.setenv(models.BUILTIN_CACHE_ENV, "off")
+    fresh = models.load_model(spec)
+    for (name, a), b, c in zip(first.state_dict().items(), cached.state_dict().values(),
+                               fresh.state_dict().values()):
+        assert torch.equal(a, b) and torch.equal(a, c), name
+    monkeypatch.setenv(models.BUILTIN_CACHE_ENV, str(tmp_path))
+    path.write_bytes(b"not a checkpoint")
+    again = models.load_model(spec)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    assert torch.load(path, weights_only=True).keys() == first.state_dict().keys()

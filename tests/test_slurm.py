@@ -31,7 +31,7 @@ SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None, reason="snakemake not on PATH")
 
-GPU_RULES = ("extract_activations", "ablate_heads", "perturbation_part")
+GPU_RULES = ("extract_activations", "ablate_heads", "perturbation_part", "finetune_train", "finetune_eval")
 
 # The whole workflow on one built-in model, small enough for a few minutes through SLURM (the
 # demo's 55 jobs would take ~8 min there: every SLURM job costs ~10 s of start-up on this node).
@@ -100,8 +100,9 @@ def narval_env(tmp_path):
 
 # ------------------------------------------------------------------ Narval profile, no cluster
 @pytest.mark.parametrize("config", [[], ["--configfile", "config/demo.yaml"],
-                                    ["--configfile", "config/fig4b.yaml"]],
-                         ids=["paper", "demo", "fig4b"])
+                                    ["--configfile", "config/fig4b.yaml"],
+                                    ["--configfile", "config/fig5.yaml"]],
+                         ids=["paper", "demo", "fig4b", "fig5"])
 def test_narval_profile_dry_run(tmp_path, config):
     """The profile changes resources only: the same jobs as a plain dry run, each with the
     account from $SLURM_ACCOUNT; GPU rules with gres gpu:1 and a GPU bundle, PhiID chunks with
@@ -120,6 +121,12 @@ def test_narval_profile_dry_run(tmp_path, config):
         expected += ["perturbation_part", "perturbation_merge", "perturbation_stats", "plot_perturbation"]
         assert counts["perturbation_part"] == (len(config_file["perturbation"]["models"])
                                                * config_file["perturbation"]["n_parts"])
+    finetune = config_file.get("finetune", {})
+    if finetune.get("models"):
+        expected += ["finetune_train", "finetune_eval", "finetune_merge", "finetune_stats", "plot_finetune"]
+        n_runs = len(finetune["methods"]) * 3 * finetune["n_seeds"]
+        assert counts["finetune_train"] == len(finetune["models"]) * (finetune["n_train_parts"] or n_runs)
+        assert counts["finetune_eval"] == len(finetune["models"]) * finetune["n_eval_parts"]
     for rule in expected:
         assert counts.get(rule, 0) >= 1, (rule, counts)
     n_chunks = config_file["phiid"]["n_chunks"]

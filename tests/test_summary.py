@@ -263,7 +263,8 @@ def test_verdicts_take_the_allowed_values_by_their_rules(table):
             p = rows.loc[model].get(v["p"], np.nan)
             if pd.isna(verdict):       # not tested on this model
                 assert (column == "verdict_ablation" and model not in ABLATED) or \
-                    (column == "verdict_perturbation" and model not in PERTURBED), (column, model)
+                    (column == "verdict_perturbation" and model not in PERTURBED) or \
+                    column == "verdict_finetune", (column, model)   # no model here is fine-tuned
                 continue
             assert verdict in VERDICT_VALUES
             floor = rows.loc[model, f"{v['p']}_floor"]
@@ -407,7 +408,8 @@ def test_every_column_is_documented(table):
         assert doc["meaning"] and "{" not in doc["meaning"], c
     # every entry documents at least one column of this table
     used = {column_doc(c)["name"] for c in table.columns}
-    assert set(COLUMN_DOCS) - used == set()
+    finetune = {name for name in COLUMN_DOCS if "finetune" in name}   # test_finetune_columns_and_verdict
+    assert set(COLUMN_DOCS) - used - finetune == set()
     # a generic entry applies to documented columns only
     assert column_doc("not_a_column_ci_low") is None
     assert column_doc("mid_minus_outer_floor") is None          # not a p-value
@@ -483,3 +485,48 @@ def test_dry_run_plans_every_summary_output():
                  "tiny-neox-random/stats/graphs.html", "tiny-neox-step150/ablation/auc_ci.html"):
         assert f"results/demo/{path}" in out.stdout, path
     assert "results/demo/tiny-neox-random/ablation/auc_ci.html" not in out.stdout
+
+
+def _finetune_tables(tmp_path, gain: float) -> dict:
+    """Fine-tuning tables of one model: 5 seeds per region and method, the synergistic GRPO runs
+    ``gain`` more accurate than the others (each run at steps 10 and 20)."""
+    from synergy_core.finetune_stats import finetune_statistics
+    from synergy_core.io import write_table
+
+    rng = np.random.default_rng(0)
+    rows = [dict(method="base", region="none", seed=0, step=0, accuracy=0.5, n_problems=100)]
+    for method in ("grpo", "sft"):
+        for region in ("synergistic", "redundant", "random"):
+            for seed in range(5):
+                level = 0.55 + (gain if (method, region) == ("grpo", "synergistic") else 0)
+                for step in (10, 20):
+                    rows.append(dict(method=method, region=region, seed=seed, step=step,
+                                     accuracy=level + rng.normal(0, 0.005), n_problems=100))
+    accuracy = pd.DataFrame(rows)
+    paths = {"accuracy": tmp_path / "accuracy.tsv"}
+    write_table(paths["accuracy"], accuracy)
+    for name, frame in finetune_statistics(accuracy, best_from_step=10).items():
+        if name != "runs":
+            paths[name] = tmp_path / f"{name}.tsv"
+            write_table(paths[name], frame)
+    return paths
+
+
+@pytest.mark.parametrize("gain, verdict", [(0.05, "supported"), (0.0, "not supported")])
+def test_finetune_columns_and_verdict(tmp_path, gain, verdict):
+    """The GRPO synergistic-vs-random one-sided exact permutation p decides verdict_finetune; its
+    floor 1/252 for 5 against 5 runs; every finetune column is documented."""
+    row = {}
+    summary_stage._finetune_columns(row, _finetune_tables(tmp_path, gain), "final")
+    p = row["finetune_grpo_diff_synergistic_vs_random_p_greater"]
+    assert row["finetune_grpo_diff_synergistic_vs_random_p_greater_floor"] == pytest.approx(1 / 252)
+    assert row["finetune_grpo_diff_synergistic_vs_random_p_floor"] == pytest.approx(2 / 252)
+    assert (p <= 0.05) == (verdict == "supported")
+    assert row["finetune_grpo_diff_synergistic_vs_random"] == pytest.approx(gain, abs=0.01)
+    assert row["finetune_base_accuracy"] == 0.5 and row["finetune_n_seeds"] == 5
+    assert np.isfinite(row["finetune_interaction_synergistic_vs_random_p"])
+    assert summary_stage._verdict(p, row["finetune_grpo_diff_synergistic_vs_random_p_greater_floor"]) == verdict
+    undocumented = [c for c in row if summary_stage.column_doc(c) is None]
+    assert undocumented == []
+    used = {summary_stage.column_doc(c)["name"] for c in row}
+    assert {n for n in summary_stage.COLUMN_DOCS if n.startswith("finetune")} <= used

@@ -33,9 +33,17 @@ from synergy_core.config import (
     validate_config,
 )
 from synergy_core.io import RESULTS_ENV
+from synergy_core.finetune_plan import (
+    EVAL_KEYS as FINETUNE_EVAL_KEYS,
+    TRAIN_KEYS as FINETUNE_TRAIN_KEYS,
+    eval_steps as finetune_eval_steps,
+    plan_eval_units as finetune_eval_units,
+    plan_runs as finetune_runs,
+    run_label as finetune_run_label,
+)
 from synergy_core.perturbation_plan import PLAN_KEYS
 from synergy_core.stages.phiid import NUMERIC_SETTINGS
-from synergy_core.tasks import DOWNLOADABLE_TASKS, task_source
+from synergy_core.tasks import DOWNLOADABLE_SFT, DOWNLOADABLE_TASKS, task_source
 
 # refuses duplicate keys, which YAML would silently merge (the default config/config.yaml was
 # read strictly in the Snakefile already, before Snakemake loaded it)
@@ -134,10 +142,67 @@ N_PARTS = config["perturbation"]["n_parts"]
 PERTURBATION_PART = f"{RESULTS}/{{model}}/perturbation/parts/n{N_PARTS}/part_{{part}}.json"
 TASK_JSON = f"{RESULTS}/task/problems.json"
 TASK_SOURCE = task_source(config["perturbation"]["task"], config["data_dir"])
+
+# The fine-tuning stage (Fig 5): runs dealt over N_TRAIN_PARTS GPU jobs, checkpoints over
+# N_EVAL_PARTS GPU jobs (workflow/synergy_core/finetune_plan.py).
+FINETUNED = list(config["finetune"]["models"])
+FINETUNE = pick("finetune", *FINETUNE_TRAIN_KEYS, *FINETUNE_EVAL_KEYS)
+FINETUNE_RUNS = finetune_runs(config["finetune"]["methods"], config["finetune"]["n_seeds"])
+N_TRAIN_PARTS = config["finetune"]["n_train_parts"] or len(FINETUNE_RUNS)
+N_EVAL_PARTS = config["finetune"]["n_eval_parts"]
+FINETUNE_TRAIN_PART = f"{RESULTS}/{{model}}/finetune/train/n{N_TRAIN_PARTS}/part_{{part}}"
+FINETUNE_EVAL_PART = f"{RESULTS}/{{model}}/finetune/eval/n{N_EVAL_PARTS}/part_{{part}}.json"
+FINETUNE_DATA = f"{RESULTS}/finetune_data/data.json"
+FINETUNE_SOURCES = {
+    key: task_source(config["finetune"][key], config["data_dir"])
+    for key in ("train_task", "sft_data", "eval_task")
+}
+
+
+def finetune_scratch(wildcards):
+    root = config["finetune"]["scratch_dir"]
+    return f"{root}/{wildcards.model}" if root else f"{RESULTS}/{wildcards.model}/finetune/scratch"
+
+
+def finetune_train_parts(wildcards):
+    return expand(FINETUNE_TRAIN_PART, model=wildcards.model, part=range(N_TRAIN_PARTS))
+
+
+def finetune_train_dirs(wildcards):
+    """The training part of each run an evaluation part needs: run i is in part i % N."""
+    units = finetune_eval_units(
+        FINETUNE_RUNS,
+        finetune_eval_steps(
+            config["finetune"]["max_steps"],
+            config["finetune"]["eval_from"],
+            config["finetune"]["eval_every"],
+        ),
+    )[int(wildcards.part) :: N_EVAL_PARTS]
+    index = {finetune_run_label(r): i for i, r in enumerate(FINETUNE_RUNS)}
+    needed = {index[finetune_run_label(u)] % N_TRAIN_PARTS for u in units if u["method"] != "base"}
+    return {
+        f"train_part_{i}": expand(FINETUNE_TRAIN_PART, model=wildcards.model, part=i)[0]
+        for i in sorted(needed)
+    }
+
+
+def finetune_eval_parts(wildcards):
+    return expand(FINETUNE_EVAL_PART, model=wildcards.model, part=range(N_EVAL_PARTS))
+
+
 DOWNLOADS = [
     (task, task_source(task, config["data_dir"]))
     for task in [config["perturbation"]["task"]]
     if task in DOWNLOADABLE_TASKS and PERTURBED
+]
+DOWNLOADS += [
+    (data, task_source(data, config["data_dir"]))
+    for data in dict.fromkeys(
+        config["finetune"][k] for k in ("train_task", "sft_data", "eval_task")
+    )
+    if (data in DOWNLOADABLE_TASKS or data in DOWNLOADABLE_SFT)
+    and FINETUNED
+    and data not in [t for t, _ in DOWNLOADS]
 ]
 
 
@@ -177,6 +242,8 @@ def all_outputs():
         + [f"{RESULTS}/{m}/comparisons/vs_{o}.tsv" for m, o, _ in COMPARISONS]
         + expand(f"{RESULTS}/{{model}}/perturbation/tests.tsv", model=PERTURBED)
         + ([f"{RESULTS}/figures/fig4b_perturbation.png"] if PERTURBED else [])
+        + expand(f"{RESULTS}/{{model}}/finetune/tests.tsv", model=FINETUNED)
+        + ([f"{RESULTS}/figures/fig5_finetune.png"] if FINETUNED else [])
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
         + [f"{RESULTS}/summary.json", f"{RESULTS}/summary.html"]
     )
@@ -205,7 +272,13 @@ if MISSING_MODELS and workflow.is_main_process:
         + missing_models_message(MISSING_MODELS, config, RUN_OPTIONS)
         + "\n(a run stops before its first job if a job it would run needs one of them)"
     )
-MODEL_LOADING_RULES = ("extract_activations", "ablate_heads", "perturbation_part")
+MODEL_LOADING_RULES = (
+    "extract_activations",
+    "ablate_heads",
+    "perturbation_part",
+    "finetune_train",
+    "finetune_eval",
+)
 
 
 def stop_if_models_missing(jobs):

@@ -73,6 +73,12 @@ rule summary:
             f"{RESULTS}/{{model}}/perturbation/accuracy.tsv", model=PERTURBED
         ),
         perturbation_tests=expand(f"{RESULTS}/{{model}}/perturbation/tests.tsv", model=PERTURBED),
+        finetune_accuracy=expand(f"{RESULTS}/{{model}}/finetune/accuracy.tsv", model=FINETUNED),
+        finetune_groups=expand(f"{RESULTS}/{{model}}/finetune/groups.tsv", model=FINETUNED),
+        finetune_tests=expand(f"{RESULTS}/{{model}}/finetune/tests.tsv", model=FINETUNED),
+        finetune_interaction=expand(
+            f"{RESULTS}/{{model}}/finetune/interaction.tsv", model=FINETUNED
+        ),
     output:
         # the TSV and JSON for analysis; the HTML pages show the tables inside the report (which
         # offers a TSV only as a download), each model's next to its TSV
@@ -136,6 +142,15 @@ rule summary:
             )
             for m in PERTURBED
         ],
+        finetune_tests_html=[
+            report(
+                f"{RESULTS}/{m}/finetune/tests.html",
+                caption="../report/finetune_tests.rst",
+                category="8. Fine-tuning",
+                subcategory=m,
+            )
+            for m in FINETUNED
+        ],
     log:
         f"{RESULTS}/logs/summary.log",
     conda:
@@ -146,6 +161,8 @@ rule summary:
         comparisons=COMPARISONS,
         perturbed=PERTURBED,
         perturbation_alpha=config["perturbation"]["verdict_alpha"],
+        finetuned=FINETUNED,
+        finetune_selection=config["finetune"]["verdict_selection"],
         specs={m: dict(weights_of(m), family=config["models"][m]["family"]) for m in MODELS},
         code=code_of("summary"),
     script:

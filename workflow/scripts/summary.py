@@ -12,6 +12,10 @@ for m, tsv, js in zip(params.ablated, inp.ablation, inp.ablation_json):
 for m, acc, tests in zip(params.perturbed, inp.perturbation_accuracy, inp.perturbation_tests):
     models[m].update(perturbation_accuracy=acc, perturbation_tests=tests,
                      perturbation_alpha=params.perturbation_alpha)
+for m, acc, groups, tests, inter in zip(params.finetuned, inp.finetune_accuracy, inp.finetune_groups,
+                                       inp.finetune_tests, inp.finetune_interaction):
+    models[m].update(finetune=dict(accuracy=acc, groups=groups, tests=tests, interaction=inter),
+                     finetune_selection=params.finetune_selection, finetune_tests=tests)
 for (m, other, kind), tsv in zip(params.comparisons, inp.comparisons):
     models[m].setdefault("comparisons", {})[kind] = dict(other=other, path=tsv)
 build_summary(models, out.tsv, out.json, out.html)
@@ -21,4 +25,6 @@ for m, html in zip(params.ablated, out.ablation_html):
 for m, acc_html, tests_html in zip(params.perturbed, out.perturbation_accuracy_html,
                                    out.perturbation_tests_html):
     tables[m].update(perturbation_accuracy=acc_html, perturbation_tests=tests_html)
+for m, html in zip(params.finetuned, out.finetune_tests_html):
+    tables[m]["finetune_tests"] = html
 write_model_tables(models, tables)

@@ -300,6 +300,7 @@ def _check_semantics(config: dict) -> None:
                                   f"{n_pairs} head pairs of model {name}; use at most {n_pairs}")
         heads[name] = n_total_heads
     _check_perturbation(config, heads)
+    _check_finetune(config, heads)
     fraction = config["ablation"]["max_fraction"]
     for name in ablated_models(config):
         h = heads[name]
@@ -308,6 +309,50 @@ def _check_semantics(config: dict) -> None:
                 f"config key ablation.max_fraction: {fraction} of the {h} heads of model {name} "
                 f"is less than one head, so the ablation would remove none; use at least "
                 f"{min_max_fraction(h)} (1/{h})")
+
+
+def _check_finetune(config: dict, heads: dict[str, int | None]) -> None:
+    """The finetune section: known models, readable data, trl's batch rule, parts that each get
+    work, evaluation steps within the run, and regions of at least one head."""
+    from .builtin import BUILTIN_TASKS
+    from .finetune_plan import REGIONS, eval_steps
+    from .head_counts import perturbation_set_size
+    from .tasks import BUILTIN_SFT, DOWNLOADABLE_SFT, DOWNLOADABLE_TASKS
+
+    ft = config["finetune"]
+    unknown = sorted(set(ft["models"]) - set(config["models"]))
+    if unknown:
+        raise ConfigError(f"config key finetune.models: {unknown} are not configured models "
+                          f"(configured: {sorted(config['models'])})")
+    if not ft["models"]:
+        return
+    for key, builtin, downloadable in (("train_task", BUILTIN_TASKS, DOWNLOADABLE_TASKS),
+                                       ("eval_task", BUILTIN_TASKS, DOWNLOADABLE_TASKS),
+                                       ("sft_data", BUILTIN_SFT, DOWNLOADABLE_SFT)):
+        value = ft[key]
+        if value not in builtin and value not in downloadable and not Path(value).is_file():
+            raise ConfigError(f"config key finetune.{key}: {value!r} is neither a known data set "
+                              f"({', '.join([*downloadable, *builtin])}) nor an existing JSONL file")
+    grpo = ft["grpo"]
+    if "grpo" in ft["methods"] and (grpo["batch_size"] * grpo["gradient_accumulation_steps"]) % grpo["num_generations"]:
+        raise ConfigError(f"config key finetune.grpo.batch_size: {grpo['batch_size']} completions x "
+                          f"{grpo['gradient_accumulation_steps']} accumulation steps is not a multiple of "
+                          f"num_generations {grpo['num_generations']} (trl samples whole groups per prompt)")
+    if ft["eval_from"] > ft["max_steps"]:
+        raise ConfigError(f"config key finetune.eval_from: {ft['eval_from']} is after max_steps {ft['max_steps']}")
+    n_runs = len(ft["methods"]) * len(REGIONS) * ft["n_seeds"]
+    if ft["n_train_parts"] is not None and ft["n_train_parts"] > n_runs:
+        raise ConfigError(f"config key finetune.n_train_parts: {ft['n_train_parts']} jobs for {n_runs} runs "
+                          f"per model; use at most {n_runs} (or null: one job per run)")
+    n_units = 1 + n_runs * len(eval_steps(ft["max_steps"], ft["eval_from"], ft["eval_every"]))
+    if ft["n_eval_parts"] > n_units:
+        raise ConfigError(f"config key finetune.n_eval_parts: {ft['n_eval_parts']} jobs for {n_units} "
+                          f"checkpoints per model; use at most {n_units}")
+    for name in ft["models"]:
+        h = heads.get(name)
+        if h is not None and perturbation_set_size(h, ft["region_fraction"]) < 1:
+            raise ConfigError(f"config key finetune.region_fraction: {ft['region_fraction']} of the {h} "
+                              f"heads of model {name} is less than one head")
 
 
 def _check_perturbation(config: dict, heads: dict[str, int | None]) -> None:

@@ -217,7 +217,7 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
         model = _from_config(config, seed)
         steps = builtin_steps(spec.get("revision"))
         if spec.get("init", "pretrained") == "pretrained" and steps:
-            train_tiny(model, tokenizer, steps, seed, training_text(spec["hf_id"], seed))
+            _trained_builtin(model, tokenizer, spec["hf_id"], steps, seed)
     else:
         src, kw = _source(spec)
         try:
@@ -232,6 +232,58 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
     model = model.to(device=device, dtype=dtype)
     model.eval()
     return model
+
+
+#: Directory of the trained built-in models' weights (default ~/.cache/synergy-core/builtin;
+#: "off" disables the cache).
+BUILTIN_CACHE_ENV = "SYNERGY_CORE_BUILTIN_CACHE"
+
+
+def builtin_cache_path(hf_id: str, steps: int, seed: int):
+    """Where the weights of a trained built-in model are cached, or None when the cache is off.
+    The name holds a digest of this module's and :mod:`.builtin`'s source and the torch and
+    transformers versions, so a change to the training or the architecture never reads old
+    weights."""
+    import hashlib
+    from pathlib import Path
+
+    import transformers
+
+    root = os.environ.get(BUILTIN_CACHE_ENV) or str(Path.home() / ".cache" / "synergy-core" / "builtin")
+    if root == "off":
+        return None
+    here = Path(__file__).parent
+    blob = (here / "models.py").read_bytes() + (here / "builtin.py").read_bytes()
+    blob += f"{hf_id}|{steps}|{seed}|{torch.__version__}|{transformers.__version__}".encode()
+    name = hf_id[len(BUILTIN_PREFIX):]
+    return Path(root) / f"{name}-step{steps}-seed{seed}-{hashlib.sha256(blob).hexdigest()[:20]}.pt"
+
+
+def _trained_builtin(model, tokenizer, hf_id: str, steps: int, seed: int) -> None:
+    """Train a built-in model (:func:`train_tiny`, bitwise reproducible on one thread), or load
+    the weights an earlier job trained from the cache (:func:`builtin_cache_path`): the demo's
+    jobs would otherwise each spend seconds retraining the same model. A cache file that does
+    not load into the model (damaged, foreign) is logged, ignored and replaced."""
+    import logging
+
+    path = builtin_cache_path(hf_id, steps, seed)
+    if path is not None and path.is_file():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), strict=True)
+            return
+        except Exception as err:  # noqa: BLE001 - any failure: retrain and replace it
+            logging.getLogger(__name__).warning("ignoring the cached built-in model %s (%s); retraining",
+                                                path, err)
+    train_tiny(model, tokenizer, steps, seed, training_text(hf_id, seed))
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, tmp)
+        os.replace(tmp, path)                       # atomic: a reader sees the whole file or none
+    except OSError as err:                          # a read-only home: train every time
+        logging.getLogger(__name__).warning("cannot cache the built-in model at %s (%s)", path, err)
 
 
 def builtin_steps(revision: str | None) -> int:

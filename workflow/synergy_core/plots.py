@@ -604,3 +604,93 @@ def perturbation_figure(models: dict[str, dict], verdict_alpha: float, title: st
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     _suptitle(fig, title)
     return fig
+
+
+FINETUNE_REGIONS = ("synergistic", "random", "redundant")     # the paper's Fig 5 order
+METHOD_LABELS = {"grpo": "RL (GRPO)", "sft": "SFT"}
+
+
+def _finetune_points(ax, runs: pd.DataFrame, base: float | None, selection: str) -> None:
+    """Per-run accuracy (``selection`` checkpoint) per region as points with a median bar."""
+    column = f"{selection}_accuracy"
+    rng = np.random.default_rng(0)                  # jitter only; the same figure every time
+    for x, region in enumerate(FINETUNE_REGIONS):
+        values = runs.loc[runs.region == region, column].to_numpy(float)
+        style = PERTURBATION_STYLE[region]
+        if len(values):
+            ax.scatter(x + rng.uniform(-0.12, 0.12, len(values)), values, s=22, color=style["color"],
+                       alpha=0.85, zorder=3, lw=0)
+            ax.hlines(np.nanmedian(values), x - 0.3, x + 0.3, color=style["color"], lw=2.2, zorder=4)
+    if base is not None:
+        ax.axhline(base, color=PERTURBATION_STYLE["baseline"]["color"], ls="--", lw=1.2)
+    ax.set_xticks(range(len(FINETUNE_REGIONS)), [r for r in FINETUNE_REGIONS], fontsize=8.5)
+    ax.set_xlim(-0.6, len(FINETUNE_REGIONS) - 0.4)
+    ax.set_ylabel(f"accuracy, {selection} checkpoint", fontsize=8.5)
+
+
+def _finetune_curves(ax, acc: pd.DataFrame, base: float | None) -> None:
+    """Mean accuracy over seeds against the training step, per method (line style) and region."""
+    for method, ls in (("grpo", "-"), ("sft", ":")):
+        for region in FINETUNE_REGIONS:
+            rows = acc[(acc.method == method) & (acc.region == region)]
+            if rows.empty:
+                continue
+            curve = rows.groupby("step").accuracy.mean()
+            steps, values = curve.index.to_numpy(float), curve.to_numpy(float)
+            if base is not None:
+                steps, values = np.r_[0.0, steps], np.r_[base, values]
+            ax.plot(steps, values, ls=ls, color=PERTURBATION_STYLE[region]["color"], lw=1.6, marker="o", ms=3)
+    ax.set_xlabel("training step", fontsize=8.5)
+    ax.set_ylabel("accuracy (mean over seeds)", fontsize=8.5)
+
+
+def _finetune_test_line(tests: pd.DataFrame | None, method: str, selection: str) -> str:
+    if tests is None:
+        return ""
+    row = tests[(tests.method == method) & (tests.selection == selection)
+                & (tests.comparison == "synergistic_vs_random")]
+    if row.empty:
+        return ""
+    r = row.iloc[0]
+    return f"syn − random {r['diff']:+.3f}, g = {r.hedges_g:.2g}, p = {r.p:.3g} (floor {r.p_floor:.2g})"
+
+
+def finetune_figure(models: dict[str, dict], selection: str, title: str) -> plt.Figure:
+    """Paper Fig 5: accuracy after fine-tuning only one region of heads, one row per model.
+
+    ``models``: model -> ``accuracy`` (``finetune/accuracy.tsv``: method, region, seed, step,
+    accuracy; the base model as method "base"), ``runs`` (``finetune/run_accuracy.tsv``: method,
+    region, seed, best_accuracy, final_accuracy) and optionally ``tests``
+    (``finetune/tests.tsv``: the synergistic-vs-random test goes under each panel title).
+    One panel per method with each run's accuracy at the ``selection`` ("best" or "final")
+    checkpoint as a point and the median as a bar, the base model as a dashed line; a last
+    panel with accuracy against training step (GRPO solid, SFT dotted)."""
+    methods = [m for m in ("grpo", "sft") if any((t["runs"].method == m).any() for t in models.values())]
+    n = len(models)
+    fig, axes = plt.subplots(n, len(methods) + 1, figsize=(3.6 * (len(methods) + 1) + 0.6, 3.6 * n + 1.3),
+                             layout="constrained", squeeze=False)
+    for (model, tables), row in zip(models.items(), axes):
+        acc, runs = tables["accuracy"], tables["runs"]
+        base_rows = acc[acc.method == "base"]
+        base = float(base_rows.accuracy.iloc[0]) if len(base_rows) else None
+        for ax, method in zip(row, methods):
+            _finetune_points(ax, runs[runs.method == method], base, selection)
+            line = _finetune_test_line(tables.get("tests"), method, selection)
+            ax.set_title(_wrap(f"{model}: {METHOD_LABELS[method]}" + (f"\n{line}" if line else ""),
+                               3.3, 9), fontsize=9)
+        _finetune_curves(row[-1], acc[acc.method != "base"], base)
+        row[-1].set_title(_wrap(f"{model}: accuracy against training step", 3.3, 9), fontsize=9)
+        values = np.r_[acc.accuracy.to_numpy(float)]
+        top = min(1.0, max(0.05, float(np.nanmax(values)))) * 1.1
+        for ax in row:
+            ax.set_ylim(0, top)
+    handles = [Line2D([], [], color=PERTURBATION_STYLE["baseline"]["color"], ls="--", lw=1.2)]
+    labels = ["base model (before fine-tuning)"]
+    for region in FINETUNE_REGIONS:
+        handles.append(Line2D([], [], color=PERTURBATION_STYLE[region]["color"], marker="o", ms=4, ls=""))
+        labels.append(f"{region} heads trained (one run; bar: median)")
+    handles += [Line2D([], [], color="0.3", ls="-"), Line2D([], [], color="0.3", ls=":")]
+    labels += ["GRPO (curves)", "SFT (curves)"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
+    _suptitle(fig, title)
+    return fig

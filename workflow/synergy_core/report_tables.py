@@ -357,6 +357,40 @@ MODEL_TABLE_DOCS = {
             "n_a": "units of the first condition behind the test (head sets or noise draws)",
             "n_b": "units of the second condition",
         }),
+    "finetune_tests": dict(
+        file="finetune/tests.tsv",
+        intro="The two-sample tests of the fine-tuning stage (paper Fig 5): per method and "
+              "checkpoint choice, each region's runs against another's. The unit is the run: the "
+              "evaluation problems are shared by every run. GRPO `synergistic_vs_random` at "
+              "`finetune.verdict_selection` decides the summary's `verdict_finetune` (one-sided).",
+        columns={
+            "method": "`grpo` (RL) or `sft`",
+            "selection": "`best` (each run's best evaluated checkpoint from `finetune.eval_from`, "
+                         "chosen on the evaluation set: the paper's, optimistic) or `final` (the "
+                         "last step)",
+            "comparison": "`synergistic_vs_random`, `synergistic_vs_redundant` or "
+                          "`redundant_vs_random`: the first region's runs against the second's",
+            "test": "`exact_permutation` (every relabelling of the runs) or "
+                    "`monte_carlo_permutation` (99,999 random relabellings, p = (1 + k)/(1 + B))",
+            "n_a": "runs of the first region",
+            "n_b": "runs of the second region",
+            "mean_a": "mean accuracy of the first region's runs",
+            "mean_b": "mean accuracy of the second region's runs",
+            "diff": "`mean_a` minus `mean_b` (> 0: training the first region gains more)",
+            "diff_lo": "lower end of the Welch t interval of `diff` (level `stats.ci`)",
+            "diff_hi": "upper end of that interval",
+            "hedges_g": "Hedges' g: `diff` over the pooled standard deviation of the runs, "
+                        "bias-corrected for few runs (the paper's effect size)",
+            "p": "two-sided exact permutation p-value over all relabellings of the runs (null: "
+                 "the runs' accuracies exchangeable between the two regions)",
+            "p_one_sided": "one-sided p-value of the same test (H1: the first region higher)",
+            "p_floor": "the smallest value `p` can take (2/C(n_a + n_b, n_a) with equal sides; 5 "
+                       "against 5 runs: 0.0079)",
+            "p_one_sided_floor": "the smallest value `p_one_sided` can take (1/C(n_a + n_b, n_a))",
+            "g_note": "why `hedges_g` is empty, if it is (fewer than 2 runs, or no spread)",
+            "n_relabellings": "relabellings of the runs behind `p` (all C(n_a + n_b, n_a) when "
+                              "`test` is `exact_permutation`, else the Monte Carlo draws)",
+        }),
 }
 
 

@@ -19,11 +19,15 @@ compare    compare.smk                 comparisons                     test_stag
 perturb    perturb.smk                 tasks, scoring, perturb,        test_perturbation.py,
                                        perturbation_plan,              test_perturbation_stats.py
                                        perturbation_stats
+finetune   finetune.smk                finetune, finetune_train,       test_finetune.py,
+                                       finetune_plan, finetune_stats   test_finetune_stats.py
 =========  ==========================  ==============================  ==============================
 
 The ablation's statistics (rule ablation_stats) live in ``stages/ablation_stats.py`` so that
 their code hash does not cover the profile statistics; likewise the perturbation's merge and
-statistics (no torch) live in ``stages/perturbation_stats.py``, apart from its GPU part.
+statistics (no torch) live in ``stages/perturbation_stats.py``, apart from its GPU part, and the
+fine-tuning stage's data, merge and statistics in ``stages/finetune_stats.py``, apart from its
+training and evaluation parts (``stages/finetune.py``).
 This file imports nothing, so a rule's code hash (derived from its script's imports) covers
 only the stage it runs. Every stage's calibration simulations are in ``tests/calib_*.py``
 (tests: ``tests/test_calibration_*.py``).

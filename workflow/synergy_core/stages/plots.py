@@ -144,3 +144,27 @@ def plot_perturbation(accuracy_paths: dict, sets_paths: dict, tests_paths: dict 
     title = (f"task accuracy{on} with Gaussian noise on the query rows and output columns of "
              "a head set (Fig 4b)")
     _save(plots.perturbation_figure(models, verdict_alpha, title, ci), outputs, "fig4b")
+
+
+#: Columns Fig 5 reads from each fine-tuning table.
+FINETUNE_COLUMNS = dict(accuracy=("method", "region", "seed", "step", "accuracy"),
+                        runs=("method", "region", "seed", "best_accuracy", "final_accuracy"),
+                        tests=("method", "selection", "comparison", "diff", "hedges_g", "p", "p_floor"))
+
+
+def plot_finetune(accuracy_paths: dict, runs_paths: dict, tests_paths: dict | None, selection: str,
+                  outputs: dict) -> None:
+    """Fig 5: accuracy after fine-tuning only the synergistic, random or redundant region of heads,
+    one row per fine-tuned model. ``*_paths``: model -> its ``finetune/accuracy.tsv``,
+    ``run_accuracy.tsv`` and ``tests.tsv``; ``selection``: "best" or "final" checkpoint."""
+    text = ("method", "region")
+    models = {}
+    for m, path in accuracy_paths.items():
+        tables = dict(accuracy=read_table(path, FINETUNE_COLUMNS["accuracy"], text_columns=text),
+                      runs=read_table(runs_paths[m], FINETUNE_COLUMNS["runs"]))
+        if tests_paths:
+            tables["tests"] = read_table(tests_paths[m], FINETUNE_COLUMNS["tests"])
+        models[m] = tables
+    title = (f"accuracy after fine-tuning only one region of attention heads ({selection} checkpoint "
+             "per run; Fig 5)")
+    _save(plots.finetune_figure(models, selection, title), outputs, "fig5")

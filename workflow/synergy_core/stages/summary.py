@@ -63,6 +63,13 @@ VERDICTS = {
         claim="perturbing the synergistic core costs more task accuracy than perturbing random "
               "head sets of the same size (at `perturbation_alpha`)",
         empty="the model is not perturbed (`perturbation.models`)"),
+    "verdict_finetune": dict(
+        p="finetune_grpo_diff_synergistic_vs_random_p_greater",
+        estimate="finetune_grpo_diff_synergistic_vs_random",
+        claim="fine-tuning only the synergistic heads with RL (GRPO) gains more task accuracy than "
+              "fine-tuning a random region of the same size (at the `finetune_selection` "
+              "checkpoint)",
+        empty="the model is not fine-tuned with GRPO (`finetune.models`, `finetune.methods`)"),
 }
 
 
@@ -87,6 +94,8 @@ PLACEHOLDERS = {
     "<condition>": r"(?:baseline|synergistic|redundant|random)",
     "<comparison>": r"(?:synergistic_vs_random|synergistic_vs_redundant|redundant_vs_random)",
     "<core>": r"(?:synergistic|redundant)",
+    "<method>": r"(?:grpo|sft)",
+    "<region>": r"(?:synergistic|redundant|random)",
     "<x>": r"(?P<x>.+)",        # any documented column (generic entries, resolved last)
     "<p>": r"(?P<p>.+)",        # any documented p-value column
 }
@@ -100,6 +109,7 @@ SECTIONS = {
     "graphs": "Graph analysis",
     "ablation": "Ablation",
     "perturbation": "Perturbation (task accuracy, Fig 4b)",
+    "finetune": "Fine-tuning one region of heads (Fig 5)",
     "comparisons": "Paired comparisons",
 }
 _LAYER_NULL = "whole layers exchangeable over depth"
@@ -109,6 +119,9 @@ _SET_NULL = ("the core is one more random head set: the head sets' accuracies ex
              "(exact under that exchangeability)")
 _REPEAT_NULL = ("the noise draws exchangeable between the two cores (exact under that "
                 "exchangeability)")
+_FT_NULL = "the runs' accuracies exchangeable between the two regions (exact under that exchangeability)"
+_FT_CALIB = ("tests/calib_finetune.py; the unit is the run: problems are shared by every run, so "
+             "they are not independent replicates of the comparison")
 _PERT_CALIB = ("tests/calib_perturbation.py; problem-level tests are not used: the noise draws "
                "and head sets are shared by all problems, so problems are not independent "
                "replicates of the comparison")
@@ -142,6 +155,7 @@ COLUMN_DOCS = {
     "verdict_inverted_u": _doc("verdicts", "verdict", _verdict_meaning("verdict_inverted_u")),
     "verdict_ablation": _doc("verdicts", "verdict", _verdict_meaning("verdict_ablation")),
     "verdict_perturbation": _doc("verdicts", "verdict", _verdict_meaning("verdict_perturbation")),
+    "verdict_finetune": _doc("verdicts", "verdict", _verdict_meaning("verdict_finetune")),
     "heads": _doc("diagnostics", "int", "attention heads analysed (all layers)"),
     "layers": _doc("diagnostics", "int", "layers"),
     "prompts": _doc("diagnostics", "int", "prompts analysed"),
@@ -259,6 +273,42 @@ COLUMN_DOCS = {
     "perturbation_n_random_sets": _doc("perturbation", "int", "random head sets behind "
                                        "`perturbation_accuracy_random` and the set-rank tests"),
     "perturbation_n_repeats": _doc("perturbation", "int", "noise draws per head set and alpha"),
+    "finetune_selection": _doc(
+        "finetune", "str", "the checkpoint of every run behind the `finetune_*` columns "
+        "(`finetune.verdict_selection`): `final` (the last step) or `best` (the best evaluated "
+        "step from `finetune.eval_from`, chosen on the evaluation set itself as the paper does, so "
+        "optimistic)"),
+    "finetune_base_accuracy": _doc(
+        "finetune", "float", "accuracy on the evaluation task of the model before fine-tuning"),
+    "finetune_<method>_accuracy_<region>": _doc(
+        "finetune", "float", "mean accuracy over the runs (seeds) of the method that trained only "
+        "that region of heads (synergistic: the top `finetune.region_fraction` by syn_red; "
+        "redundant: the bottom; random: a random region per seed); its interval a t interval "
+        "over runs (finetune/groups.tsv)"),
+    "finetune_<method>_diff_<comparison>": _doc(
+        "finetune", "float", "mean accuracy of the first region's runs minus the second's "
+        "(positive: training the first region gains more); its interval a Welch t interval "
+        "(finetune/tests.tsv)", "", "tests/calib_finetune.py"),
+    "finetune_<method>_g_<comparison>": _doc(
+        "finetune", "float", "Hedges' g of the comparison (bias-corrected standardised "
+        "difference over runs; the paper's effect size)"),
+    "finetune_<method>_diff_<comparison>_p": _doc(
+        "finetune", "p", "two-sided exact permutation p-value of the difference of means over "
+        "runs", _FT_NULL, _FT_CALIB, "2/C(2n, n) for n runs per region (5 runs: 2/252 = 0.0079)"),
+    "finetune_<method>_diff_<comparison>_p_greater": _doc(
+        "finetune", "p", "one-sided exact permutation p-value (H1: the first region's runs more "
+        "accurate; for GRPO synergistic_vs_random it decides `verdict_finetune`)", _FT_NULL,
+        _FT_CALIB, "1/C(2n, n) for n runs per region (2 runs: 1/6, so the demo is inconclusive)"),
+    "finetune_interaction_<comparison>": _doc(
+        "finetune", "float", "the comparison's difference under GRPO minus under SFT (the paper: "
+        "RL shows the synergistic advantage, SFT does not); its interval and p from a "
+        "Welch-Satterthwaite t over the four groups of runs (finetune/interaction.tsv)"),
+    "finetune_interaction_<comparison>_p": _doc(
+        "finetune", "p", "two-sided Welch-Satterthwaite t p-value of the interaction",
+        "no difference of the comparison between GRPO and SFT (approximate: t)", _FT_CALIB,
+        "none (a t test has no floor; 0 here)"),
+    "finetune_n_seeds": _doc("finetune", "int", "runs per (method, region)"),
+    "finetune_n_problems": _doc("finetune", "int", "evaluation problems behind every accuracy"),
     "vs_<kind>_model": _doc("comparisons", "str", "the other model of a paired comparison: "
                             "`vs_random_*` this model minus its random-init twin, `vs_first_*` "
                             "this (final) checkpoint minus its family's first"),
@@ -403,6 +453,10 @@ _ACCURACY_COLUMNS = ("condition", "alpha", "accuracy", "ci_low", "ci_high", "n_p
                      "n_repeats")
 _TESTS_COLUMNS = ("comparison", "alpha", "diff", "diff_ci_low", "diff_ci_high", "effect_size",
                   "effect_size_kind", "p", "p_floor")
+_FT_GROUP_COLUMNS = ("method", "region", "selection", "n_runs", "mean", "ci_lo", "ci_hi")
+_FT_TEST_COLUMNS = ("method", "selection", "comparison", "diff", "diff_lo", "diff_hi", "hedges_g", "p",
+                    "p_floor", "p_one_sided", "p_one_sided_floor")
+_FT_INTERACTION_COLUMNS = ("selection", "comparison", "contrast", "lo", "hi", "p")
 
 
 def _at_alpha(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
@@ -453,6 +507,54 @@ def _perturbation_columns(row: dict, accuracy_path, tests_path, alpha: float) ->
         row[column] = r[field] if r is not None else (0 if c == "random" else np.nan)
 
 
+FINETUNE_REGIONS = ("synergistic", "redundant", "random")
+
+
+def _finetune_columns(row: dict, paths: dict, selection: str) -> None:
+    """The fine-tuning columns at the ``selection`` checkpoint ("final" or "best") from the
+    model's ``finetune/accuracy.tsv``, ``groups.tsv``, ``tests.tsv`` and ``interaction.tsv``; a
+    method or comparison the tables lack stays empty (its verdict: ``inconclusive``)."""
+    acc = read_table(paths["accuracy"], ("method", "step", "accuracy", "n_problems"),
+                     text_columns=("method", "region"))
+    groups = read_table(paths["groups"], _FT_GROUP_COLUMNS)
+    tests = read_table(paths["tests"], _FT_TEST_COLUMNS)
+    inter = read_table(paths["interaction"], _FT_INTERACTION_COLUMNS)
+    row["finetune_selection"] = selection
+    base = acc[acc.method == "base"]
+    row["finetune_base_accuracy"] = float(base.accuracy.iloc[0]) if len(base) else np.nan
+    row["finetune_n_problems"] = int(acc.n_problems.iloc[0]) if len(acc) else np.nan
+    groups = groups[groups.selection == selection]
+    tests = tests[tests.selection == selection]
+    inter = inter[inter.selection == selection]
+    row["finetune_n_seeds"] = int(groups.n_runs.max()) if len(groups) else np.nan
+    for method in ("grpo", "sft"):
+        for region in FINETUNE_REGIONS:
+            g = groups[(groups.method == method) & (groups.region == region)]
+            key = f"finetune_{method}_accuracy_{region}"
+            row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (
+                (g["mean"].iloc[0], g.ci_lo.iloc[0], g.ci_hi.iloc[0]) if len(g) else (np.nan,) * 3)
+        for comparison in PERTURBATION_COMPARISONS:
+            t = tests[(tests.method == method) & (tests.comparison == comparison)]
+            if len(t) > 1:
+                raise CorruptOutputError(f"{paths['tests']}: {method} {comparison} twice; delete it and "
+                                         "rerun finetune_stats")
+            t = t.iloc[0].to_dict() if len(t) else {}
+            key = f"finetune_{method}_diff_{comparison}"
+            row[key] = t.get("diff", np.nan)
+            row[f"{key}_ci_low"], row[f"{key}_ci_high"] = t.get("diff_lo", np.nan), t.get("diff_hi", np.nan)
+            row[f"finetune_{method}_g_{comparison}"] = t.get("hedges_g", np.nan)
+            row[f"{key}_p"], row[f"{key}_p_floor"] = t.get("p", np.nan), t.get("p_floor", np.nan)
+            row[f"{key}_p_greater"] = t.get("p_one_sided", np.nan)
+            row[f"{key}_p_greater_floor"] = t.get("p_one_sided_floor", np.nan)
+    for comparison in PERTURBATION_COMPARISONS:
+        t = inter[inter.comparison == comparison]
+        t = t.iloc[0].to_dict() if len(t) else {}
+        key = f"finetune_interaction_{comparison}"
+        row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (
+            t.get("contrast", np.nan), t.get("lo", np.nan), t.get("hi", np.nan))
+        row[f"{key}_p"], row[f"{key}_p_floor"] = t.get("p", np.nan), 0.0 if t else np.nan
+
+
 def _comparison_columns(row: dict, kind: str, comp: dict) -> None:
     # vs_random: this model minus its random-init twin; vs_first: this (final) checkpoint minus
     # the family's first. Paired by prompt, label-swap permutation p-value.
@@ -493,6 +595,7 @@ def _row(name: str, m: dict, twin: dict, twin_of: dict) -> dict:
                revision=spec.get("revision") or "", init=spec.get("init") or "pretrained",
                random_twin=twin.get(name, ""), random_twin_of=",".join(twin_of.get(name, [])),
                verdict_inverted_u=None, verdict_ablation=None, verdict_perturbation=None,
+               verdict_finetune=None,
                heads=diag["n_layers"] * diag["n_heads_per_layer"], layers=diag["n_layers"],
                prompts=diag["n_prompts"], nan_cells=diag["nan_cells"],
                unranked_heads=diag["unranked_heads"],
@@ -507,6 +610,8 @@ def _row(name: str, m: dict, twin: dict, twin_of: dict) -> dict:
     if m.get("perturbation_accuracy"):
         _perturbation_columns(row, m["perturbation_accuracy"], m["perturbation_tests"],
                               m["perturbation_alpha"])
+    if m.get("finetune"):
+        _finetune_columns(row, m["finetune"], m["finetune_selection"])
     for kind, comp in m.get("comparisons", {}).items():
         _comparison_columns(row, kind, comp)
     for column, v in VERDICTS.items():
@@ -587,6 +692,7 @@ def build_summary(models: dict, out_path, json_path=None, html_path=None) -> pd.
     made_from = [m[k] for m in models.values()
                  for k in ("diagnostics", "stats", "scores", "graphs", "ablation", "ablation_json",
                            "perturbation_accuracy", "perturbation_tests") if m.get(k)]
+    made_from += [path for m in models.values() for path in m.get("finetune", {}).values()]
     made_from += [c["path"] for m in models.values() for c in m.get("comparisons", {}).values()]
     text = pd.DataFrame({c: [_tsv_text(v, kinds[c]) for v in frame[c]] for c in frame.columns},
                         columns=frame.columns)
@@ -610,6 +716,7 @@ MODEL_TABLES = {
     "auc_ci": ("ablation", ("quantity", "estimate")),
     "perturbation_accuracy": ("perturbation_accuracy", _ACCURACY_COLUMNS),
     "perturbation_tests": ("perturbation_tests", _TESTS_COLUMNS),
+    "finetune_tests": ("finetune_tests", _FT_TEST_COLUMNS),
 }
 
 
