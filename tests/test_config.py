@@ -185,6 +185,8 @@ BAD = [
      r"^config key finetune.n_eval_parts: 26 jobs for 25 checkpoints per model; use at most 25$"),
     ({"finetune": {"models": ["tiny-llama"], "region_fraction": 0.05}},
      r"^config key finetune.region_fraction: 0.05 of the 12 heads of model tiny-llama is less than one head$"),
+    ({"finetune": {"models": ["tiny-llama"], "grpo": {"beta": 0.04}}},
+     r"^config key finetune.grpo.beta: 0.04 > 0 needs a KL reference model"),
     ({"finetune": {"n_seeds": 1}}, r"^config key finetune.n_seeds: 1 is less than the minimum of 2$"),
     ({"finetune": {"methods": ["ppo"]}}, r"^config key finetune.methods.0: 'ppo' is not one of"),
 ]

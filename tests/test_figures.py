@@ -147,6 +147,28 @@ def categories_table(n_layers):
 # --------------------------------------------------------------------------------- the figures
 # id -> (function name, builder, [(axes index, axis)] that must have integer tick labels,
 #        whether a legend may sit on the axes)
+def finetune_tables(methods=("grpo", "sft"), n_seeds=5, steps=(2500, 3000, 5000), seed=0, with_tests=True):
+    """accuracy.tsv, run_accuracy.tsv and tests.tsv of one fine-tuned model, as finetune_stats
+    writes them: under GRPO the synergistic region gains most."""
+    from synergy_core.finetune_stats import finetune_statistics
+
+    rng = np.random.default_rng(seed)
+    rows = [dict(method="base", region="none", seed=0, step=0, accuracy=0.52, n_problems=500)]
+    for method in methods:
+        for region in ("synergistic", "redundant", "random"):
+            gain = 0.02 + (0.01 if (method, region) == ("grpo", "synergistic") else 0)
+            for s in range(n_seeds):
+                rows += [dict(method=method, region=region, seed=s, step=st, n_problems=500,
+                              accuracy=0.52 + gain * (i + 1) / len(steps) + rng.normal(0, 0.004))
+                         for i, st in enumerate(steps)]
+    accuracy = pd.DataFrame(rows)
+    stats = finetune_statistics(accuracy, best_from_step=steps[0])
+    tables = dict(accuracy=accuracy, runs=stats["runs"])
+    if with_tests:
+        tables["tests"] = stats["tests"]
+    return tables
+
+
 CASES = {
     "fig2a-demo": ("pairwise_heatmaps", lambda: plots.pairwise_heatmaps(atoms(24), atoms(24, 1), 6, 4,
                                                                         DEMO_TITLE),
@@ -186,6 +208,16 @@ CASES = {
     "fig4a-demo": ("ablation_curves",
                    lambda: plots.ablation_curves(ablation_summary(), "tiny-neox-step150\nsynergistic/random "
                                                  "AUC 0.95, redundant/random AUC 0.65"), [], True),
+    "fig5-one-model": ("finetune_figure",
+                       lambda: plots.finetune_figure({"qwen2.5-math-1.5b": finetune_tables()}, "best",
+                                                     "accuracy after fine-tuning one region of heads (Fig 5)"),
+                       [], False),
+    "fig5-two-models-grpo-only": ("finetune_figure",
+                                  lambda: plots.finetune_figure(
+                                      {"tiny-llama": finetune_tables(("grpo",), 2, (5, 10), seed=1),
+                                       "a-model-with-a-rather-long-name": finetune_tables(with_tests=False, seed=2)},
+                                      "final", "accuracy after fine-tuning | 2 models"),
+                                  [], False),
     "fig4b-one-model": ("perturbation_figure",
                         lambda: plots.perturbation_figure({"tiny-llama": perturbation_tables()}, 0.5,
                                                           "task accuracy with noise on head sets (Fig 4b)"),

@@ -509,6 +509,32 @@ def test_rerun_of_a_training_part_does_not_train_again(stage, monkeypatch, caplo
     assert read_json(part / "record.json") == record
 
 
+def test_changing_one_method_retrains_only_that_methods_runs(stage, monkeypatch, tmp_path):
+    """The scratch key holds a run's own settings: a new SFT learning rate retrains the SFT runs
+    and reuses the finished GRPO runs (35 A100-hours each in the paper configuration)."""
+    import copy
+    import shutil
+
+    from synergy_core import finetune_train
+    from synergy_core.stages.finetune import run_train_part
+
+    work, cfg = stage["work"], copy.deepcopy(stage["cfg"])
+    scratch = tmp_path / "scratch"
+    shutil.copytree(work / "scratch", scratch)
+    cfg["sft"] = dict(cfg["sft"], learning_rate=cfg["sft"]["learning_rate"] / 2)
+    trained, original = [], finetune_train.train_run
+
+    def recording(model, tokenizer, run, *args, **kwargs):
+        trained.append(run["method"])
+        return original(model, tokenizer, run, *args, **kwargs)
+
+    monkeypatch.setattr(finetune_train, "train_run", recording)
+    for part in (0, 1):
+        run_train_part(stage["data"], work / "heads.tsv", tmp_path / f"part{part}", SPEC, cfg, part, 2, scratch,
+                       "cpu", 2, "tcode")
+    assert trained and set(trained) == {"sft"}
+
+
 def _curve(record):
     return {r["label"]: [(h["step"], h["loss"], h.get("reward"), h["grad_norm"]) for h in r["history"] if "loss" in h]
             for r in record["runs"]}
@@ -630,8 +656,21 @@ def test_evaluation_refuses_a_checkpoint_of_other_settings(stage, tmp_path):
     work, cfg = stage["work"], stage["cfg"]
     dirs = {run_label(r): stage["train"][i % 2] for i, r in enumerate(plan_runs(cfg["methods"], cfg["n_seeds"]))}
     other = _cfg(grpo=dict(cfg["grpo"], learning_rate=2e-3))
-    with pytest.raises(CorruptOutputError, match="made for another run, model, step or settings"):
+    with pytest.raises(CorruptOutputError, match="made for another run, model, step, settings or base weights"):
         run_eval_part(stage["data"], work / "heads.tsv", dirs, tmp_path / "e.json", SPEC, other, 1, 2, "cpu")
+
+
+def test_evaluation_refuses_a_checkpoint_trained_from_other_base_weights(stage, tmp_path, monkeypatch):
+    """Same spec, other base weights (e.g. a hub model re-downloaded between training and
+    evaluation): the recorded digest of the base weights differs and the checkpoint is refused."""
+    from synergy_core import finetune
+    from synergy_core.stages.finetune_eval import run_eval_part
+
+    work, cfg = stage["work"], stage["cfg"]
+    dirs = {run_label(r): stage["train"][i % 2] for i, r in enumerate(plan_runs(cfg["methods"], cfg["n_seeds"]))}
+    monkeypatch.setattr(finetune, "weights_digest", lambda weights: "other weights")
+    with pytest.raises(CorruptOutputError, match="base weights"):
+        run_eval_part(stage["data"], work / "heads.tsv", dirs, tmp_path / "e.json", SPEC, cfg, 1, 2, "cpu")
 
 
 # --- task data ------------------------------------------------------------------------------

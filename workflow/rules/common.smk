@@ -147,6 +147,8 @@ TASK_SOURCE = task_source(config["perturbation"]["task"], config["data_dir"])
 # N_EVAL_PARTS GPU jobs (workflow/synergy_core/finetune_plan.py).
 FINETUNED = list(config["finetune"]["models"])
 FINETUNE = pick("finetune", *FINETUNE_TRAIN_KEYS, *FINETUNE_EVAL_KEYS)
+# the training parts' settings: the evaluation's keys never rerun them
+FINETUNE_TRAINING = pick("finetune", *FINETUNE_TRAIN_KEYS)
 FINETUNE_RUNS = finetune_runs(config["finetune"]["methods"], config["finetune"]["n_seeds"])
 N_TRAIN_PARTS = config["finetune"]["n_train_parts"] or len(FINETUNE_RUNS)
 N_EVAL_PARTS = config["finetune"]["n_eval_parts"]

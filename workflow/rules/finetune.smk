@@ -47,7 +47,7 @@ rule finetune_train:
         gpu=1,
     params:
         spec=spec_of,
-        finetune=FINETUNE,
+        finetune=FINETUNE_TRAINING,
         n_parts=N_TRAIN_PARTS,
         scratch=finetune_scratch,
         checkpoint_every=config["finetune"]["checkpoint_every"],

@@ -338,6 +338,13 @@ def _check_finetune(config: dict, heads: dict[str, int | None]) -> None:
         raise ConfigError(f"config key finetune.grpo.batch_size: {grpo['batch_size']} completions x "
                           f"{grpo['gradient_accumulation_steps']} accumulation steps is not a multiple of "
                           f"num_generations {grpo['num_generations']} (trl samples whole groups per prompt)")
+    if "grpo" in ft["methods"] and grpo["beta"] > 0:
+        for name in ft["models"]:
+            spec = config["models"][name]
+            if is_builtin(spec["hf_id"]) or spec.get("revision") or spec.get("init") == "random":
+                raise ConfigError(f"config key finetune.grpo.beta: {grpo['beta']} > 0 needs a KL reference "
+                                  f"model, which trl loads from the hub id alone: for model {name} (built-in, a "
+                                  "revision or random init) it would be another model; use beta 0 or local_path")
     if ft["eval_from"] > ft["max_steps"]:
         raise ConfigError(f"config key finetune.eval_from: {ft['eval_from']} is after max_steps {ft['max_steps']}")
     n_runs = len(ft["methods"]) * len(REGIONS) * ft["n_seeds"]

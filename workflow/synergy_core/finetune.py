@@ -132,6 +132,16 @@ def verify_frozen(model, before: dict[str, torch.Tensor], masks: dict[str, torch
     return dict(n_frozen=n_frozen, n_trainable=n_trainable, n_trainable_changed=n_changed)
 
 
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """A digest of a model's weights (:func:`snapshot`): the evaluation jobs check that they put a
+    run's trained elements into the same base weights the run was trained from."""
+    h = hashlib.sha256()
+    for name in sorted(weights):
+        h.update(name.encode())
+        h.update(weights[name].contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def masks_digest(masks: dict[str, torch.Tensor]) -> str:
     """A digest of which elements train (the evaluation jobs check it against their own)."""
     h = hashlib.sha256()

@@ -31,6 +31,12 @@ SPEC_KEYS = ("hf_id", "revision", "init", "seed", "dtype", "local_path")
 TRAIN_KEYS = ("methods", "region_fraction", "kv_heads", "n_seeds", "seed", "train_task", "sft_data",
               "n_train_problems", "n_sft_examples", "prompt_template", "chat_template", "max_steps",
               "eval_from", "eval_every", "grpo", "sft", "precision")
+#: The settings one run's training depends on (with its method's section and training data): they
+#: name its resumable scratch directory, so changing the other method, the number of seeds or
+#: the evaluation never retrains a finished run.
+RUN_KEYS = ("region_fraction", "kv_heads", "seed", "prompt_template", "chat_template", "max_steps", "eval_from",
+            "eval_every", "precision")
+METHOD_DATA_KEYS = {"grpo": ("train_task", "n_train_problems"), "sft": ("sft_data", "n_sft_examples")}
 EVAL_KEYS = ("eval_task", "n_eval_problems", "eval_max_new_tokens", "eval_batch_size")
 #: The record every training part writes beside its runs' checkpoints.
 TRAIN_RECORD = "record.json"

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from ..finetune_plan import (
+    METHOD_DATA_KEYS,
+    RUN_KEYS,
     SPEC_KEYS,
     TRAIN_KEYS,
     TRAIN_RECORD,
@@ -28,7 +30,7 @@ from ..finetune_plan import (
     run_seed,
     share,
 )
-from ..io import CorruptOutputError, load_arrays, read_json, recorded_digest, save_arrays, stable_hash, write_json
+from ..io import CorruptOutputError, load_arrays, read_json, save_arrays, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def run_train_part(data_json, heads_path, out_dir, spec: dict, cfg: dict, part: 
     import torch
 
     from ..extract import resolve_device
-    from ..finetune import masks_digest, restrict_training, snapshot, trainable_masks, verify_frozen
+    from ..finetune import masks_digest, restrict_training, snapshot, trainable_masks, verify_frozen, weights_digest
     from ..finetune_train import finish_run, read_done, train_run, write_done
     from ..hooks import model_shape
     from ..models import load_model, load_tokenizer
@@ -67,7 +69,7 @@ def run_train_part(data_json, heads_path, out_dir, spec: dict, cfg: dict, part: 
     model = load_model(spec, device=device)
     shape = model_shape(model)
     base = snapshot(model)
-    data_digest = recorded_digest(data_json)
+    base_digest = weights_digest(base)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
@@ -79,8 +81,19 @@ def run_train_part(data_json, heads_path, out_dir, spec: dict, cfg: dict, part: 
                                      f"{shape.n_total_heads}; delete it and rerun")
         masks = trainable_masks(model, shape, region_heads(region_sets[run["region"]], shape.n_heads), cfg["kv_heads"])
         digest = masks_digest(masks)
-        provenance = dict(run=run, settings=settings, spec=weights, masks_digest=digest, code=code)
-        scratch = Path(scratch_root) / f"{label}-{stable_hash([provenance, data_digest])}"
+        provenance = dict(run=run, settings=settings, spec=weights, masks_digest=digest, code=code,
+                          base_digest=base_digest)
+        method = run["method"]
+        # the scratch key: what this run's numbers depend on, nothing else (not the other method,
+        # the number of seeds or the evaluation), so such changes never retrain a finished run
+        key = dict(run=run, settings={k: cfg[k] for k in (*RUN_KEYS, *METHOD_DATA_KEYS[method], method)},
+                   spec=weights, base_digest=base_digest, masks_digest=digest, code=code,
+                   data=stable_hash(data[method]))
+        scratch = Path(scratch_root) / f"{label}-{stable_hash(key)}"
+        stale = [p.name for p in Path(scratch_root).glob(f"{label}-*") if p != scratch]
+        if stale and not scratch.exists():
+            log.warning("%s: other settings, weights, data or code than %s; starting afresh in %s (delete "
+                        "them to free their disk space)", label, ", ".join(stale), scratch)
         done = read_done(scratch)
         if done is None:
             with torch.no_grad():                       # every run starts from the base weights

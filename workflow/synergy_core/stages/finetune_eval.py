@@ -36,7 +36,7 @@ def run_eval_part(data_json, heads_path, train_dirs: dict, out_json, spec: dict,
     import torch
 
     from ..extract import resolve_device
-    from ..finetune import load_values, masks_digest, snapshot, trainable_masks
+    from ..finetune import load_values, masks_digest, snapshot, trainable_masks, weights_digest
     from ..hooks import model_shape
     from ..models import load_model, load_tokenizer
     from ..perturb import build_prompts, greedy_answers, uses_chat_template
@@ -53,6 +53,7 @@ def run_eval_part(data_json, heads_path, train_dirs: dict, out_json, spec: dict,
     model = load_model(spec, device=device)
     shape = model_shape(model)
     base = snapshot(model)
+    base_digest = weights_digest(base)
     rows, used = [], []
     for unit in units:
         start = time.perf_counter()
@@ -66,9 +67,10 @@ def run_eval_part(data_json, heads_path, train_dirs: dict, out_json, spec: dict,
             arrays, prov = load_arrays(path)
             used.append(path)
             expected = dict(run=run, settings={k: cfg[k] for k in TRAIN_KEYS}, spec=weights,
-                            masks_digest=masks_digest(masks), step=unit["step"])
+                            masks_digest=masks_digest(masks), step=unit["step"], base_digest=base_digest)
             if any(prov.get(k) != v for k, v in expected.items()):
-                raise CorruptOutputError(f"{path}: made for another run, model, step or settings than "
+                raise CorruptOutputError(f"{path}: made for another run, model, step, settings or base "
+                                         "weights (a model re-downloaded since its training?) than "
                                          f"{unit_label(unit)}; delete it and rerun its training part")
             load_values(model, masks, {k.split(":", 1)[1]: v for k, v in arrays.items()})
         try:
