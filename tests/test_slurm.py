@@ -124,12 +124,15 @@ def test_narval_profile_dry_run(tmp_path, config):
     finetune = config_file.get("finetune", {})
     if finetune.get("models"):
         expected += ["finetune_train", "finetune_eval", "finetune_merge", "finetune_stats", "plot_finetune"]
-        n_runs = len(finetune["methods"]) * 3 * finetune["n_seeds"]
-        assert counts["finetune_train"] == len(finetune["models"]) * (finetune["n_train_parts"] or n_runs)
+        n_runs = len(finetune.get("methods", ["grpo", "sft"])) * 3 * finetune["n_seeds"]
+        assert counts["finetune_train"] == len(finetune["models"]) * (finetune.get("n_train_parts") or n_runs)
         assert counts["finetune_eval"] == len(finetune["models"]) * finetune["n_eval_parts"]
     for rule in expected:
         assert counts.get(rule, 0) >= 1, (rule, counts)
-    n_chunks = config_file["phiid"]["n_chunks"]
+    from synergy_core.config import load_schema
+
+    n_chunks = config_file.get("phiid", {}).get(
+        "n_chunks", load_schema()["properties"]["phiid"]["properties"]["n_chunks"]["default"])
     assert counts["phiid_chunk"] == counts["phiid_merge"] * n_chunks
     blocks = job_blocks(out)
     assert {rule for rule, _ in blocks} == set(counts)
