@@ -695,7 +695,7 @@ def test_sft_file_errors_name_the_file_and_line(tmp_path):
     cases = [('{"problem": "a", "solution": "b"}\nnot json\n', r"sft\.jsonl line 2: not a JSON object"),
              ('{"problem": "a"}\n', r"sft\.jsonl line 1: needs non-empty strings 'problem' and 'solution'"),
              ('\n{"problem": "a", "solution": "  "}\n', r"sft\.jsonl line 2: needs non-empty"),
-             ('["problem", "solution"]\n', r"sft\.jsonl line 1: needs non-empty"),
+             ('["problem", "solution"]\n', r"sft\.jsonl line 1: not a JSON object$"),
              ("\n\n", r"sft\.jsonl holds no examples")]
     for text, message in cases:
         path.write_text(text)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .head_counts import perturbation_set_size
+from .perturbation_plan import ranked_heads
 
 METHODS = ("grpo", "sft")
 REGIONS = ("synergistic", "redundant", "random")
@@ -50,14 +50,8 @@ def regions(syn_red: np.ndarray, fraction: float, seed: int, run_seed: int) -> d
     Heads without a PhiID value (NaN ``syn_red``) are in no region. Ties in ``syn_red`` are broken
     in a seeded random order (``default_rng([seed, 4])``, the perturbation stage's), not by head
     index. The random region of run seed ``s`` is drawn from ``default_rng([seed, 5, s])``."""
-    syn_red = np.asarray(syn_red, dtype=float)
-    ranked = np.flatnonzero(np.isfinite(syn_red))
-    k = perturbation_set_size(len(syn_red), fraction)
-    if k < 1 or 2 * k > len(ranked):
-        raise ValueError(f"finetune.region_fraction {fraction} of {len(syn_red)} heads ({len(ranked)} "
-                         f"ranked) gives regions of {k} heads; need 1 <= k and 2k <= ranked heads")
-    tie_break = np.random.default_rng([seed, 4]).permutation(len(ranked))
-    order = ranked[np.lexsort((tie_break, -syn_red[ranked]))]       # highest syn_red first
+    order, k = ranked_heads(syn_red, fraction, seed, "finetune.region_fraction", "regions")
+    ranked = np.sort(order)
     return {"synergistic": np.sort(order[:k]), "redundant": np.sort(order[-k:]),
             "random": np.sort(np.random.default_rng([seed, 5, run_seed]).choice(ranked, k, replace=False))}
 

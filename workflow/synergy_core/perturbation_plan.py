@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .head_counts import perturbation_set_size
-from .io import read_table
+from .io import CorruptOutputError, read_table
 
 CONDITIONS = ("baseline", "synergistic", "redundant", "random")
 _CONDITION_CODE = {c: i for i, c in enumerate(CONDITIONS)}
@@ -19,6 +19,22 @@ SPEC_KEYS = ("hf_id", "revision", "init", "seed", "dtype", "local_path")
 #: The settings every part must share with the merge (they change the numbers).
 PLAN_KEYS = ("task", "n_problems", "prompt_template", "chat_template", "max_new_tokens", "batch_size",
              "core_fraction", "n_random_sets", "alpha", "n_repeats", "seed")
+
+
+def ranked_heads(syn_red: np.ndarray, fraction: float, seed: int, key: str, what: str) -> tuple[np.ndarray, int]:
+    """The ranked heads (finite ``syn_red``), highest first with ties in a seeded random order
+    (``default_rng([seed, 4])``, not by head index, which would lean the cores towards early or
+    late layers), and the size ``k = floor(fraction x heads)`` of a core; shared by the
+    perturbation's head sets and the fine-tuning's regions. ``key``/``what`` name the setting
+    and the sets in the error when ``k < 1`` or the two cores would overlap."""
+    syn_red = np.asarray(syn_red, dtype=float)
+    ranked = np.flatnonzero(np.isfinite(syn_red))
+    k = perturbation_set_size(len(syn_red), fraction)
+    if k < 1 or 2 * k > len(ranked):
+        raise ValueError(f"{key} {fraction} of {len(syn_red)} heads ({len(ranked)} ranked) "
+                         f"gives {what} of {k} heads; need 1 <= k and 2k <= ranked heads")
+    tie_break = np.random.default_rng([seed, 4]).permutation(len(ranked))
+    return ranked[np.lexsort((tie_break, -syn_red[ranked]))], k
 
 
 def head_sets(syn_red: np.ndarray, fraction: float, n_random_sets: int, seed: int) -> dict:
@@ -32,14 +48,8 @@ def head_sets(syn_red: np.ndarray, fraction: float, n_random_sets: int, seed: in
     whose ``syn_red`` is NaN (no PhiID value) are in no set; every set draws from the same
     ranked heads, so all have ``k``.
     """
-    syn_red = np.asarray(syn_red, dtype=float)
-    ranked = np.flatnonzero(np.isfinite(syn_red))
-    k = perturbation_set_size(len(syn_red), fraction)
-    if k < 1 or 2 * k > len(ranked):
-        raise ValueError(f"core_fraction {fraction} of {len(syn_red)} heads ({len(ranked)} ranked) "
-                         f"gives sets of {k} heads; need 1 <= k and 2k <= ranked heads")
-    tie_break = np.random.default_rng([seed, 4]).permutation(len(ranked))
-    order = ranked[np.lexsort((tie_break, -syn_red[ranked]))]      # highest syn_red first
+    order, k = ranked_heads(syn_red, fraction, seed, "core_fraction", "sets")
+    ranked = np.sort(order)
     sets = {"synergistic": [np.sort(order[:k])], "redundant": [np.sort(order[-k:])]}
     sets["random"] = [np.sort(np.random.default_rng([seed, 3, i]).choice(ranked, k, replace=False))
                       for i in range(n_random_sets)]
@@ -79,3 +89,23 @@ def read_head_sets(heads_path, cfg: dict) -> tuple[dict, list[str]]:
     table = read_table(heads_path, ("head_label", "syn_red"))
     sets = head_sets(table.syn_red.to_numpy(), cfg["core_fraction"], cfg["n_random_sets"], cfg["seed"])
     return sets, list(table["head_label"])
+
+
+def check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set, code, producer: str) -> None:
+    """Refuse a part of a sharded GPU job (the perturbation's or the fine-tuning's) made with
+    other settings, part count, weights or code (``code`` None: not checked) than this run's, or
+    whose index is repeated (``seen``, updated) or out of range. ``producer``: the rule that
+    made it, named in the message."""
+    if part.get("settings") != settings or part.get("n_parts") != n_parts:
+        raise CorruptOutputError(f"{path}: made with other settings ({part.get('settings')}, "
+                                 f"{part.get('n_parts')} parts) than this run's ({settings}, {n_parts} "
+                                 "parts); delete it and rerun")
+    if part.get("spec") != spec:
+        raise CorruptOutputError(f"{path}: made with other weights ({part.get('spec')}) than this "
+                                 f"model's ({spec}); delete it and rerun")
+    if code is not None and part.get("code") != code:
+        raise CorruptOutputError(f"{path}: made by other code than this checkout's {producer} (e.g. kept by "
+                                 "--touch after a code change); delete it and rerun")
+    if part.get("part") in seen or not 0 <= part.get("part", -1) < n_parts:
+        raise CorruptOutputError(f"{path}: part {part.get('part')} of {n_parts} is repeated or out of range")
+    seen.add(part["part"])

@@ -59,24 +59,32 @@ def task_source(task: str, data_dir: str) -> str | None:
     return task
 
 
-def read_task_file(path: str | Path) -> list[dict]:
-    """Problems of a JSONL task file, in file order. Errors name the file and line."""
-    path = Path(path)
+def _jsonl_objects(path: Path, what: str, missing: str):
+    """``(line number, object, "<what> <path> line <n>")`` for each non-blank line of a JSONL
+    file; a missing file (``missing``: how to get it), a line that is not a JSON object or a
+    file that is not UTF-8 is refused, naming the file and line."""
     if not path.is_file():
-        raise TaskError(f"task file {path} does not exist (perturbation.task; for math500 run "
-                        "`snakemake download_datasets --cores 1` where the network is)")
-    text = read_utf8(path, f"task file {path}", "the task file")
-    problems, seen = [], set()
+        raise TaskError(f"{what} {path} does not exist ({missing})")
+    text = read_utf8(path, f"{what} {path}", f"the {what}")
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"task file {path} line {n}"
+        where = f"{what} {path} line {n}"
         try:
             row = json.loads(line)
         except ValueError as err:
             raise TaskError(f"{where}: not a JSON object ({err})") from None
         if not isinstance(row, dict):
             raise TaskError(f"{where}: not a JSON object")
+        yield n, row, where
+
+
+def read_task_file(path: str | Path) -> list[dict]:
+    """Problems of a JSONL task file, in file order. Errors name the file and line."""
+    path = Path(path)
+    problems, seen = [], set()
+    for n, row, where in _jsonl_objects(path, "task file", "perturbation.task; for math500 run "
+                                        "`snakemake download_datasets --cores 1` where the network is"):
         for key in ("problem", "answer"):
             if not isinstance(row.get(key), str) or not row[key].strip():
                 raise TaskError(f"{where}: needs a non-empty string '{key}'")
@@ -121,21 +129,11 @@ def read_sft_file(path: str | Path) -> list[dict]:
     """Worked solutions of a JSONL file, ``{"id", "problem", "solution"}`` per line (``solution``
     may be named ``generated_solution``, OpenMathInstruct-2's field). Errors name file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise TaskError(f"SFT data file {path} does not exist (finetune.sft_data; for "
-                        "openmathinstruct2 run `snakemake download_datasets --cores 1` where the network is)")
-    text = read_utf8(path, f"SFT data file {path}", "the SFT data file")
     examples = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"SFT data file {path} line {n}"
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise TaskError(f"{where}: not a JSON object ({err})") from None
-        solution = row.get("solution", row.get("generated_solution")) if isinstance(row, dict) else None
-        if not isinstance(row, dict) or not isinstance(row.get("problem"), str) or not isinstance(solution, str) \
+    for n, row, where in _jsonl_objects(path, "SFT data file", "finetune.sft_data; for openmathinstruct2 run "
+                                        "`snakemake download_datasets --cores 1` where the network is"):
+        solution = row.get("solution", row.get("generated_solution"))
+        if not isinstance(row.get("problem"), str) or not isinstance(solution, str) \
                 or not row["problem"].strip() or not solution.strip():
             raise TaskError(f"{where}: needs non-empty strings 'problem' and 'solution'")
         examples.append(dict(id=str(row.get("id", f"line-{n}")), problem=row["problem"], solution=solution))

@@ -31,6 +31,7 @@ from ..finetune_plan import (
     unit_label,
 )
 from ..io import CorruptOutputError, read_json, read_table, write_json, write_table
+from ..perturbation_plan import check_part
 from ..scoring import parse_reference, score_answer, usable_problems
 from ..tasks import load_sft, load_task
 
@@ -78,29 +79,13 @@ def run_prepare_data(cfg: dict, sources: dict, out_json) -> None:
         dropped_grpo=grpo_dropped, dropped_eval=eval_dropped, n_eval_in_train=len(overlap)))
 
 
-def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set, code, what: str) -> None:
-    if part.get("settings") != settings or part.get("n_parts") != n_parts:
-        raise CorruptOutputError(f"{path}: made with other settings ({part.get('settings')}, "
-                                 f"{part.get('n_parts')} parts) than this run's ({settings}, {n_parts} "
-                                 "parts); delete it and rerun")
-    if part.get("spec") != spec:
-        raise CorruptOutputError(f"{path}: made with other weights ({part.get('spec')}) than this "
-                                 f"model's ({spec}); delete it and rerun")
-    if code is not None and part.get("code") != code:
-        raise CorruptOutputError(f"{path}: made by other code than this checkout's {what} (e.g. kept by "
-                                 "--touch after a code change); delete it and rerun")
-    if part.get("part") in seen or not 0 <= part.get("part", -1) < n_parts:
-        raise CorruptOutputError(f"{path}: part {part.get('part')} of {n_parts} is repeated or out of range")
-    seen.add(part["part"])
-
-
 def _training_records(train_dirs, cfg: dict, spec: dict, code) -> tuple[list[dict], pd.DataFrame]:
     """Every run's record from the training parts, checked: each run once, frozen weights intact."""
     settings = {k: cfg[k] for k in TRAIN_KEYS}
     seen, records = set(), {}
     for path in train_dirs:
         part = read_json(f"{path}/{TRAIN_RECORD}")
-        _check_part(path, part, settings, spec, len(train_dirs), seen, code, "finetune_train")
+        check_part(path, part, settings, spec, len(train_dirs), seen, code, "finetune_train")
         for rec in part["runs"]:
             if rec["label"] in records:
                 raise CorruptOutputError(f"{path}: run {rec['label']} also in another training part")
@@ -133,7 +118,7 @@ def merge(eval_parts, train_dirs, data_json, out: dict, cfg: dict, spec: dict,
     columns = ["problem_id", "method", "region", "seed", "step", "n_tokens", "output"]
     for path in eval_parts:
         part = read_json(path)
-        _check_part(path, part, settings, spec, len(eval_parts), seen, eval_code, "finetune_eval")
+        check_part(path, part, settings, spec, len(eval_parts), seen, eval_code, "finetune_eval")
         digests.add(part.get("prompts_digest"))
         frames.append(pd.DataFrame(part["rows"], columns=columns))
     if len(digests) > 1:

@@ -16,7 +16,7 @@ import logging
 import pandas as pd
 
 from ..io import CorruptOutputError, read_json, read_table, write_json, write_table
-from ..perturbation_plan import PLAN_KEYS, SPEC_KEYS, plan_units, read_head_sets, unit_label
+from ..perturbation_plan import PLAN_KEYS, SPEC_KEYS, check_part, plan_units, read_head_sets, unit_label
 from ..scoring import parse_reference, score_answer, usable_problems
 
 log = logging.getLogger(__name__)
@@ -26,22 +26,6 @@ PROBLEM_COLUMNS = ["problem_id", "condition", "set", "alpha", "repeat", "correct
                    "scoring_error"]
 #: Text columns of ``problems.tsv``, read as written (ids such as "01" or "NA" stay themselves).
 TEXT_COLUMNS = ("problem_id", "answer")
-
-
-def _check_part(path, part: dict, settings: dict, spec: dict, n_parts: int, seen: set, code) -> None:
-    if part.get("settings") != settings or part.get("n_parts") != n_parts:
-        raise CorruptOutputError(f"{path}: made with other settings ({part.get('settings')}, "
-                                 f"{part.get('n_parts')} parts) than this run's ({settings}, {n_parts} "
-                                 "parts); delete it and rerun")
-    if part.get("spec") != spec:
-        raise CorruptOutputError(f"{path}: made with other weights ({part.get('spec')}) than this "
-                                 f"model's ({spec}); delete it and rerun")
-    if code is not None and part.get("code") != code:
-        raise CorruptOutputError(f"{path}: made by other code than this checkout's perturbation_part "
-                                 "(e.g. kept by --touch after a code change); delete it and rerun")
-    if part["part"] in seen or not 0 <= part["part"] < n_parts:
-        raise CorruptOutputError(f"{path}: part {part['part']} of {n_parts} is repeated or out of range")
-    seen.add(part["part"])
 
 
 def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: dict,
@@ -62,7 +46,7 @@ def merge_parts(part_paths, task_json, heads_path, problems_out, sets_out, cfg: 
     seen, frames, digests = set(), [], set()
     for path in part_paths:
         part = read_json(path)
-        _check_part(path, part, settings, spec, n_parts, seen, part_code)
+        check_part(path, part, settings, spec, n_parts, seen, part_code, "perturbation_part")
         digests.add(part.get("prompts_digest"))
         frames.append(pd.DataFrame(part["rows"], columns=["problem_id", "condition", "set", "alpha", "repeat",
                                                           "n_tokens", "output"]))
