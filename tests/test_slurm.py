@@ -1,14 +1,17 @@
 """The SLURM profiles.
 
-* Without a cluster: profiles/narval dry-runs the paper and the demo configuration with the
-  same jobs as a plain dry run and the intended resources, and the sbatch command lines it
-  produces (captured by a stand-in `sbatch`) request the GPU as --gres=gpu:1 with a GPU bundle
-  of CPUs and memory.
+* Without a cluster: profiles/narval dry-runs the paper, demo, Fig 4b and Fig 5 configurations
+  with the same jobs as a plain dry run, grouped as the README says (extractions in one GPU job,
+  each model's PhiID chunks in one CPU job, the model statistics in one), each job within the
+  profile's ceilings; the sbatch command lines it produces (captured by a stand-in `sbatch`)
+  request the GPU as --gres=gpu:1 with memory and time sized by the model, and one job for a
+  model's chunks.
 * With a real throw-away single-node cluster (tests/slurm/start_cluster.sh; needs root and the
   packages of tests/slurm/install_deps.sh; marked `slurm`): a small configuration of the whole
-  workflow runs through profiles/slurm-test, sacct shows every job COMPLETED with the routed
-  resources (GPU rules with gres/gpu=1 in the gpu partition, phiid_chunk with its configured
-  CPUs), and every output equals a local run's bit for bit.
+  workflow runs through profiles/slurm-test, sacct shows every (group) job COMPLETED with the
+  routed resources, and every output equals a local run's bit for bit; a second run has a job
+  cancelled (retried) and its Snakemake killed, and `python -m synergy_core.resume` finishes it
+  without duplicate jobs, with outputs equal to a local run's.
 """
 import os
 import re
@@ -16,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -57,6 +61,20 @@ stats:
   n_boot_graph: 5
 """
 
+# What the paper configuration submits on Narval (README, "Cluster"): 1 GPU job for the 13
+# extractions, 13 CPU jobs of PhiID chunks, 1 CPU job of model statistics, the GPU ablation.
+PAPER_SUBMITTED_JOBS = 16
+
+# The SLURM jobs SMALL_CONFIG submits through profiles/slurm-test (sacct comment -> time limit):
+# one group job per group (wall time: the sum of its jobs' sized times, 10 min per extraction
+# and PhiID chunk of a built-in model) and the ablation (30 min, the sizing's floor).
+SMALL_CONFIG_JOBS = {
+    "rule_gpu_extraction_extract_activations": "00:10:00",
+    "rule_phiid_tiny-neox_phiid_chunk": "00:20:00",
+    "rule_model_statistics_model_stats": "00:10:00",
+    "rule_ablate_heads_wildcards_tiny-neox": "00:30:00",
+}
+
 
 # ------------------------------------------------------------------------------------- helpers
 def copy_repo(dst: Path, src: Path = REPO) -> Path:
@@ -78,15 +96,44 @@ def load_profile(name):
 
 
 def job_blocks(dry_run_output):
-    """(rule, {resource: value}) for every job block of a dry run's output."""
+    """(rule, {resource: value}) for every job block of a dry run's output (group members are
+    indented)."""
     blocks = []
-    for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", dry_run_output):
-        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+    for block in re.split(r"\n(?=\s*\[[^\n]*\]\n\s*(?:local)?rule )", dry_run_output):
+        rule = re.search(r"^\s*(?:local)?rule (\w+):", block, re.M)
         res = re.search(r"^\s+resources: (.*)$", block, re.M)
         if rule:
             pairs = dict(kv.split("=", 1) for kv in res.group(1).split(", ")) if res else {}
             blocks.append((rule.group(1), pairs))
     return blocks
+
+
+def local_rules():
+    """The workflow's localrules (run where Snakemake runs) and the target rule `all`."""
+    names = {"all"}
+    for smk in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", smk.read_text(), re.M):
+            names |= set(re.findall(r"\w+", block))
+    return names
+
+
+def submitted_jobs(dry_run_output):
+    """What a SLURM run of this dry run submits: ``{group id: [member rules]}`` for the group
+    jobs and ``[rule, ...]`` for the jobs submitted alone (local rules and `all` excluded)."""
+    groups, parts = {}, re.split(r"^\[[^\n]*\] Group job (\S+) \(jobs in lexicogr. order\):$",
+                                 dry_run_output, flags=re.M)
+    for group, body in zip(parts[1::2], parts[2::2]):
+        members = body.split("\n\n[", 1)[0] if "\n\n[" in body else body
+        groups[group] = re.findall(r"^    rule (\w+):", members, re.M)
+    grouped = sum(len(m) for m in groups.values())
+    alone = [rule for rule, _ in job_blocks(dry_run_output)]
+    alone = [r for r in alone if r not in local_rules()]
+    # the members of the groups are in job_blocks too: drop one occurrence per member
+    for members in groups.values():
+        for rule in members:
+            alone.remove(rule)
+    assert grouped == sum(len(m) for m in groups.values())
+    return groups, alone
 
 
 def job_counts(dry_run_output):
@@ -101,8 +148,9 @@ def narval_env(tmp_path):
 # ------------------------------------------------------------------ Narval profile, no cluster
 @pytest.mark.parametrize("config", [[], ["--configfile", "config/demo.yaml"],
                                     ["--configfile", "config/fig4b.yaml"],
-                                    ["--configfile", "config/fig5.yaml"]],
-                         ids=["paper", "demo", "fig4b", "fig5"])
+                                    ["--configfile", "config/fig5.yaml"],
+                                    ["--configfile", "config/pythia-scaling.yaml"]],
+                         ids=["paper", "demo", "fig4b", "fig5", "pythia-scaling"])
 def test_narval_profile_dry_run(tmp_path, config):
     """The profile changes resources only: the same jobs as a plain dry run, each with the
     account from $SLURM_ACCOUNT; GPU rules with gres gpu:1 and a GPU bundle, PhiID chunks with
@@ -127,6 +175,11 @@ def test_narval_profile_dry_run(tmp_path, config):
         n_runs = len(finetune.get("methods", ["grpo", "sft"])) * 3 * finetune["n_seeds"]
         assert counts["finetune_train"] == len(finetune["models"]) * (finetune.get("n_train_parts") or n_runs)
         assert counts["finetune_eval"] == len(finetune["models"]) * finetune["n_eval_parts"]
+    if config_file.get("scaling", {}).get("models"):
+        expected += ["plot_scaling"]
+        assert counts["plot_scaling"] == 1
+    else:
+        assert "plot_scaling" not in counts, counts
     for rule in expected:
         assert counts.get(rule, 0) >= 1, (rule, counts)
     from synergy_core.config import load_schema
@@ -137,18 +190,44 @@ def test_narval_profile_dry_run(tmp_path, config):
     blocks = job_blocks(out)
     assert {rule for rule, _ in blocks} == set(counts)
     set_res, set_threads = profile["set-resources"], profile["set-threads"]
+    caps = profile["resources"]
     for rule, res in blocks:
         assert res["slurm_account"] == "def-dummy", (rule, res)  # $SLURM_ACCOUNT was expanded
-        assert "tasks" not in res and int(res["runtime"]) >= 60, (rule, res)
+        assert "tasks" not in res and 10 <= int(res["runtime"]) <= caps["runtime"], (rule, res)
+        assert int(res["mem_mb"]) <= caps["mem_mb"], (rule, res)  # within one GPU bundle
         if rule in GPU_RULES:
             assert res["gres"] == "gpu:1" and res["gpu"] == "0", (rule, res)
             assert res["cpus_per_task"] == "12" == str(set_threads[rule]), (rule, res)
-            assert int(res["mem_mb"]) <= 124000, (rule, res)  # within one GPU bundle
         else:
             assert "gres" not in res and res.get("gpu", "0") == "0", (rule, res)
         if rule == "phiid_chunk":
             assert res["cpus_per_task"] == str(set_res[rule]["cpus_per_task"]), res
             assert set_res[rule]["cpus_per_task"] == set_threads[rule]
+    # grouped: every extraction in one GPU job, each model's PhiID chunks in one CPU job, the
+    # model statistics in one CPU job; everything else alone
+    groups, alone = submitted_jobs(out)
+    assert groups.pop("gpu_extraction") == ["extract_activations"] * counts["extract_activations"]
+    assert groups.pop("model_statistics") == ["model_stats"] * counts["model_stats"]
+    assert len(groups) == counts["phiid_merge"], groups
+    assert all(members == ["phiid_chunk"] * n_chunks for members in groups.values()), groups
+    assert not {"extract_activations", "phiid_chunk", "model_stats"} & set(alone), alone
+    if not config:  # the paper configuration: the README's numbers
+        assert len(alone) == 1 and alone == ["ablate_heads"], alone
+        assert len(groups) + 2 + len(alone) == PAPER_SUBMITTED_JOBS
+
+
+@pytest.mark.parametrize("name", ["narval", "slurm-test"])
+def test_profile_keys_are_snakemake_options(name):
+    """Snakemake silently ignores a profile key that is no option (e.g. `resource-scopes` for
+    `set-resource-scopes`): every key must be one, and the ceilings must be scoped per job."""
+    from snakemake.cli import get_argument_parser
+
+    options = {opt for action in get_argument_parser()._actions for opt in action.option_strings}
+    profile = load_profile(name)
+    assert [key for key in profile if f"--{key}" not in options] == []
+    scopes = profile["set-resource-scopes"]
+    assert {k for k in profile["resources"] if k != "mem_mb"} <= {k for k, v in scopes.items()
+                                                                  if v == "local"}
 
 
 FAKE_SLURM = {
@@ -162,8 +241,9 @@ FAKE_SLURM = {
 
 def test_narval_profile_sbatch_options(tmp_path):
     """The sbatch lines profiles/narval produces, captured by a stand-in sbatch (no cluster):
-    GPU rule -> --gres=gpu:1, 12 CPUs, 120 GB, no --gpus, no --ntasks; phiid_chunk -> its CPUs
-    and one task; both charged to $SLURM_ACCOUNT, without a partition, logs under $SCRATCH."""
+    GPU rule -> --gres=gpu:1, 12 CPUs, memory and time sized by the model, no --gpus, no
+    --ntasks; a model's PhiID chunks -> one group job with one chunk's CPUs, the chunks' summed
+    time and one task; both charged to $SLURM_ACCOUNT, without a partition, logs under $SCRATCH."""
     profile = load_profile("narval")
     work = copy_repo(tmp_path / "repo")
     (work / "config" / "small.yaml").write_text(SMALL_CONFIG)
@@ -178,42 +258,49 @@ def test_narval_profile_sbatch_options(tmp_path):
     env.pop("SLURM_JOB_ID", None)
     small = ["--configfile", "config/small.yaml"]
     # Every output present and up to date (empty files, touched in DAG order); then force one
-    # job at a time, the GPU ablation and a PhiID chunk.
+    # submission at a time: the GPU ablation, and both PhiID chunks (one group job).
     summary = run(["snakemake", "--summary", *small], cwd=work, env=env).stdout
     for line in summary.splitlines()[1:]:
         out = work / line.split("\t")[0]
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch()
     run(["snakemake", "--touch", "--cores", "1", *small], cwd=work, env=env)
-    for target in ("results/tiny-neox/ablation/auc.tsv",
-                   "results/tiny-neox/phiid/chunks/n2/chunk_1.npz"):
-        proc = run(["snakemake", "--profile", "profiles/narval", *small, "--force", target,
+    for targets in (["results/tiny-neox/ablation/auc.tsv"],
+                    ["results/tiny-neox/phiid/chunks/n2/chunk_0.npz",
+                     "results/tiny-neox/phiid/chunks/n2/chunk_1.npz"]):
+        proc = run(["snakemake", "--profile", "profiles/narval", *small, "--force", *targets,
                     "--retries", "0", "--slurm-init-seconds-before-status-checks", "1"],
                    cwd=work, env=env, check=False, timeout=120)
         assert proc.returncode != 0  # the stand-in refuses every submission
     calls = log.read_text().splitlines() if log.exists() else []
-    by_rule = {}
+    by_job = {}
     for call in calls:
-        by_rule[re.search(r"--comment '?rule_(\w+?)_wildcards", call).group(1)] = call
-    assert set(by_rule) == {"ablate_heads", "phiid_chunk"}, (calls, proc.stdout[-3000:])
+        by_job[re.search(r"--comment '?rule_(\S+?)(?:_wildcards_\S*)?'?(?: |$)", call).group(1)] = call
+    chunks = "phiid_tiny-neox_phiid_chunk"  # the group job of the model's two chunks
+    assert set(by_job) == {"ablate_heads", chunks}, (calls, proc.stdout[-3000:])
     set_res = profile["set-resources"]
-    for rule, call in by_rule.items():
+    # sized by the rules (a built-in model: 5 GB; ablation 30 min, the floor; a closed-form
+    # chunk 10 min, two in the group job: one after the other on the 8 CPUs of one)
+    expected = {"ablate_heads": dict(mem="5000", time="30", cpus=12),
+                chunks: dict(mem=str(set_res["phiid_chunk"]["mem_mb"]), time="20", cpus=8)}
+    for job, call in by_job.items():
         opts = call.split(" --wrap=")[0].split()  # sbatch's own options (before the job command)
         value = lambda opt, opts=opts: opts[opts.index(opt) + 1]  # noqa: E731
         assert value("-A") == "def-dummy", call
         assert "-p" not in opts, call  # Narval routes jobs to partitions itself
-        assert value("--mem") == str(set_res[rule]["mem_mb"]), call
-        assert value("-t") == str(set_res[rule]["runtime"]), call
-        assert f"--cpus-per-task={set_res[rule]['cpus_per_task']}" in opts, call
+        assert value("--mem") == expected[job]["mem"], call
+        assert value("-t") == expected[job]["time"], call
+        assert f"--cpus-per-task={expected[job]['cpus']}" in opts, call
         assert not any(o.startswith(("--gpus", "--ntasks-per-gpu", "--cpus-per-gpu")) for o in opts)
-        if rule == "ablate_heads":
-            assert "--gres=gpu:1" in opts and "--cpus-per-task=12" in opts, call
+        assert "--no-requeue" in opts, call  # Snakemake's retry is the only restart
+        if job == "ablate_heads":
+            assert "--gres=gpu:1" in opts, call
             assert not any(o.startswith("--ntasks") for o in opts), call
         else:
             assert not any(o.startswith("--gres") for o in opts), call
             assert "--ntasks=1" in opts, call
         # the plugin's log directory was expanded from $SCRATCH
-        logdir = tmp_path / "scratch" / "synergy-core" / "slurm-logs" / f"rule_{rule}"
+        logdir = tmp_path / "scratch" / "synergy-core" / "slurm-logs"
         assert value("--output").startswith(f"{logdir}/"), call
 
 
@@ -294,12 +381,14 @@ def _wait(proc, deadline):
 
 
 def _sacct(env, run_id):
-    fields = ["JobID", "JobName", "Partition", "AllocTRES", "ReqTRES", "NCPUS", "State", "Comment"]
+    fields = ["JobID", "JobName", "Partition", "AllocTRES", "ReqTRES", "NCPUS", "State", "Comment",
+              "Timelimit", "Submit", "End"]
     out = run(["sacct", "-X", "-P", "-n", "--clusters", "all", "--starttime", "now-1days",
                "--name", run_id, "--format", ",".join(fields)], cwd=REPO, env=env).stdout
     rows = [dict(zip(fields, line.split("|"))) for line in out.splitlines() if line.strip()]
-    for row in rows:  # the plugin puts rule_<rule>[_wildcards_<values>] in the job's comment
-        row["rule"] = re.match(r"rule_(\w+?)(?:_wildcards_.*)?$", row["Comment"]).group(1)
+    # the plugin's comment: rule_<rule>[_wildcards_<values>], or rule_<group id>_<rules> for a
+    # group job
+    for row in rows:
         row["tres"] = dict(kv.split("=", 1) for kv in row["AllocTRES"].split(",") if kv)
     return rows
 
@@ -346,32 +435,117 @@ def test_workflow_on_slurm_routes_resources_and_matches_local_run(slurm_cluster,
     assert rc_slurm == 0, f"SLURM run failed or timed out ({rc_slurm}):\n{slurm_log[-8000:]}"
     assert rc_local == 0, (tmp_path / "local.log").read_text()[-8000:]
 
-    # every job of the DAG but the local ones (rule all, and any localrules) went through SLURM
-    expected = job_counts(slurm_log)
+    # every job of the DAG but the local ones went through SLURM, in as few jobs as the profile's
+    # groups make: each model's extractions in one GPU job, its PhiID chunks in one CPU job, the
+    # model statistics in one CPU job; the ablation alone
+    counts = job_counts(slurm_log)
     local_rules = set(re.findall(r"^localrule (\w+):", slurm_log, re.M))
-    assert local_rules.isdisjoint({*GPU_RULES, "phiid_chunk"}), local_rules
-    expected = {rule: n for rule, n in expected.items() if rule not in local_rules}
-    assert expected["extract_activations"] == expected["ablate_heads"] == 1, expected
-    assert expected["phiid_chunk"] == 2, expected
+    assert local_rules.isdisjoint({*GPU_RULES, "phiid_chunk", "model_stats"}), local_rules
+    assert counts["extract_activations"] == counts["ablate_heads"] == 1, counts
+    assert counts["phiid_chunk"] == 2, counts
     run_id = re.search(r"SLURM run ID: (\S+)", slurm_log).group(1)
-    jobs = _sacct(env, run_id)
-    counts = {}
-    for job in jobs:
-        counts[job["rule"]] = counts.get(job["rule"], 0) + 1
-    assert counts == expected, jobs
-    assert {job["State"] for job in jobs} == {"COMPLETED"}, jobs
-    set_res = profile["set-resources"]
-    for job in jobs:
-        rule, tres = job["rule"], job["tres"]
-        if rule in GPU_RULES:
+    jobs = {job["Comment"]: job for job in _sacct(env, run_id)}
+    assert set(jobs) == set(SMALL_CONFIG_JOBS), jobs
+    assert {job["State"] for job in jobs.values()} == {"COMPLETED"}, jobs
+    caps, set_res = profile["resources"], profile["set-resources"]
+    for comment, job in jobs.items():
+        tres = job["tres"]
+        gpu = comment in ("rule_gpu_extraction_extract_activations",
+                          "rule_ablate_heads_wildcards_tiny-neox")
+        if gpu:  # gres from the rule (generation.gpus), memory from the model, capped
             assert job["Partition"] == "gpu" and tres.get("gres/gpu") == "1", job
+            assert tres["mem"] == f"{caps['mem_mb']}M", job  # the rule asked for 5000
         else:
             assert job["Partition"] == "cpu" and "gres/gpu" not in tres, job
-        if rule in set_res:  # the GPU rules and phiid_chunk: CPUs and memory as configured
-            assert int(job["NCPUS"]) == set_res[rule]["cpus_per_task"], job
-            assert tres["mem"] == f"{set_res[rule]['mem_mb']}M", job
+        assert int(job["NCPUS"]) == caps["cpus_per_task"], job
+        assert job["Timelimit"] == SMALL_CONFIG_JOBS[comment], job
+    assert jobs["rule_phiid_tiny-neox_phiid_chunk"]["tres"]["mem"] == (
+        f"{set_res['phiid_chunk']['mem_mb']}M")
     # the rule's own thread count (2) was overridden: the job ran with what it was given
     chunk_log = (on_slurm / "results/logs/phiid_chunk/tiny-neox/chunk_0.log").read_text()
     assert f"threads {profile['set-threads']['phiid_chunk']}" in chunk_log
 
+    _assert_same_outputs(on_slurm, local)
+
+
+def _squeue_jobs(env, run_id):
+    out = run(["squeue", "--noheader", "--name", run_id, "--format", "%i|%T|%k"], cwd=REPO,
+              env=env).stdout
+    return [dict(zip(("id", "state", "comment"), line.split("|", 2)))
+            for line in out.splitlines() if line.strip()]
+
+
+def _wait_for_running(env, log, comment_prefix, deadline):
+    """The SLURM id of the first RUNNING job whose comment starts with comment_prefix."""
+    while time.monotonic() < deadline:
+        m = re.search(r"SLURM run ID: (\S+)", log.read_text()) if log.exists() else None
+        if m:
+            for job in _squeue_jobs(env, m.group(1)):
+                if job["state"] == "RUNNING" and job["comment"].startswith(comment_prefix):
+                    return m.group(1), job["id"]
+        time.sleep(0.5)
+    raise AssertionError(f"no running {comment_prefix} job:\n{log.read_text()[-4000:]}")
+
+
+@pytest.mark.slurm
+def test_cancelled_job_is_retried_and_resume_submits_no_duplicates(slurm_cluster, tmp_path):
+    """scancel of a running job: the run retries it (retries: 1, as on Narval) and completes;
+    then Snakemake is killed while the ablation runs: `python -m synergy_core.resume` waits for
+    that job, unlocks and finishes, submitting no job while another for the same outputs is
+    queued or running. The outputs equal an undisturbed local run's, bit for bit."""
+    env = dict(slurm_cluster, PYTHONPATH=str(REPO / "workflow"))
+    profile = load_profile("slurm-test")
+    assert profile["retries"] >= 1
+    src = copy_repo(tmp_path / "src")
+    (src / "config" / "small.yaml").write_text(SMALL_CONFIG)
+    on_slurm = copy_repo(tmp_path / "slurm", src)
+    local = copy_repo(tmp_path / "local", src)
+    small = ["--configfile", "config/small.yaml"]
+    threads = [f"{rule}={n}" for rule, n in profile["set-threads"].items()]
+    local_run = _run_in_group(["nice", "-n", "15", "snakemake", "--cores", "2", *small,
+                               "--set-threads", *threads],
+                              local, env, tmp_path / "local.log", timeout=400)
+    log = tmp_path / "slurm.log"
+    first = _run_in_group(["snakemake", "--profile", "profiles/slurm-test", *small], on_slurm,
+                          env, log, timeout=420)
+    deadline = time.monotonic() + 300
+    # 1. cancel the extraction while it runs (sacct then says "CANCELLED by 0")
+    run_id, cancelled = _wait_for_running(env, log, "rule_gpu_extraction", deadline)
+    time.sleep(1)
+    run(["scancel", cancelled], cwd=REPO, env=env)
+    # 2. kill Snakemake (SIGKILL: no clean-up) while the ablation job runs; the job runs on
+    _, orphan = _wait_for_running(env, log, "rule_ablate_heads", deadline)
+    os.killpg(first[0].pid, signal.SIGKILL)
+    first[0].wait()
+    assert run_id  # the killed run's jobs are still in SLURM
+    assert any(j["id"] == orphan for j in _squeue_jobs(env, run_id))
+    # 3. resume: waits for the orphan, unlocks, reruns what is missing
+    resumed = _run_in_group([sys.executable, "-m", "synergy_core.resume", "--poll", "2", "--",
+                             "--profile", "profiles/slurm-test", *small],
+                            on_slurm, env, tmp_path / "resume.log", timeout=420)
+    rc_resume, rc_local = _wait(*resumed), _wait(*local_run)
+    resume_log = (tmp_path / "resume.log").read_text()
+    assert rc_resume == 0, f"resume failed ({rc_resume}):\n{resume_log[-8000:]}"
+    assert rc_local == 0, (tmp_path / "local.log").read_text()[-8000:]
+    assert "waiting for 1 job(s) of the earlier run" in resume_log, resume_log[-3000:]
+
+    first_log = log.read_text()
+    second_id = re.search(r"SLURM run ID: (\S+)", resume_log).group(1)
+    jobs = _sacct(env, run_id) + _sacct(env, second_id)
+    by_id = {j["JobID"]: j for j in jobs}
+    assert by_id[cancelled]["State"].startswith("CANCELLED"), by_id[cancelled]
+    retried = [j for j in _sacct(env, run_id)
+               if j["Comment"] == by_id[cancelled]["Comment"] and j["JobID"] != cancelled]
+    assert [j["State"] for j in retried] == ["COMPLETED"], (retried, first_log[-4000:])
+    assert by_id[orphan]["State"] == "COMPLETED", by_id[orphan]
+    # what the orphan finished was kept: the resumed run did not submit the ablation again
+    assert by_id[orphan]["Comment"] not in {j["Comment"] for j in _sacct(env, second_id)}
+    # no two jobs for the same outputs (same comment) were ever queued or running together
+    spans = {}
+    for job in jobs:
+        spans.setdefault(job["Comment"], []).append((job["Submit"], job["End"]))
+    for comment, times in spans.items():
+        times.sort()
+        for (_, end), (start, _) in zip(times, times[1:]):
+            assert end <= start, (comment, times)
     _assert_same_outputs(on_slurm, local)
