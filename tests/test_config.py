@@ -37,6 +37,34 @@ def test_demo_perturbation_and_fig4b_configs_are_valid(repo, monkeypatch):
     assert ft["grpo"]["max_completion_length"] == 1024 and ft["grpo"]["batch_size"] == 16
 
 
+def test_pythia_scaling_config(repo, monkeypatch):
+    """config/pythia-scaling.yaml: the 8 Pythia sizes at their final checkpoint, each with a
+    random-init twin of the same architecture and dtype; bfloat16 from 6.9B only; the paper's
+    prompts and PhiID settings; the trained models ablated; all 16 in the scaling figure; the
+    default (the paper's and the demo's) draws none."""
+    monkeypatch.chdir(repo)
+    cfg = validate_config(load_yaml_strict(repo / "config/pythia-scaling.yaml"))
+    sizes = ["70m", "160m", "410m", "1b", "1.4b", "2.8b", "6.9b", "12b"]
+    trained = [f"pythia-{s}" for s in sizes]
+    assert list(cfg["models"]) == [m for t in trained for m in (t, f"{t}-random")]
+    for t in trained:
+        model, twin = cfg["models"][t], cfg["models"][f"{t}-random"]
+        assert model["hf_id"] == twin["hf_id"] == f"EleutherAI/{t}"
+        assert model["revision"] == twin["revision"] == "step143000"
+        assert (model["init"], twin["init"], twin["seed"]) == ("pretrained", "random", 1)
+        big = t in ("pythia-6.9b", "pythia-12b")
+        assert model["dtype"] == twin["dtype"] == ("bfloat16" if big else "float32")
+    paper = validate_config(load_yaml_strict(repo / "config/config.yaml"))
+    assert cfg["prompts"] == paper["prompts"] and cfg["generation"] == paper["generation"]
+    assert cfg["phiid"] == paper["phiid"] and cfg["stats"] == paper["stats"]
+    assert {k: v for k, v in cfg["ablation"].items() if k not in ("models", "step")} == \
+        {k: v for k, v in paper["ablation"].items() if k not in ("models", "step")}
+    assert cfg["ablation"]["models"] == trained and cfg["ablation"]["step"] == 4
+    assert cfg["scaling"]["models"] == list(cfg["models"])
+    assert cfg["results_dir"] == "results/pythia-scaling"
+    assert paper["scaling"]["models"] == [] and validate_config({})["scaling"] == {"models": []}
+
+
 def test_demo_and_paper_configs_are_valid_and_defaults_filled(repo, demo):
     cfg = validate_config(copy.deepcopy(demo))
     assert cfg["phiid"]["redundancy"] == "MMI" and cfg["phiid"]["block_pairs"] == DEFAULT_MAX_BLOCK_PAIRS
@@ -97,6 +125,16 @@ BAD = [
     ({"models": {"m": {"hf_id": "x/y", "local_path": "/does/not/exist"}}},
      r"config key models.m.local_path: /does/not/exist is not a Hugging Face model directory"),
     ({"generation": {"device": "tpu"}}, r"config key generation.device: 'tpu' does not match"),
+    # compute settings of the extraction and ablation (synergy_core.compute); the demo runs on cpu
+    ({"generation": {"dtype": "fp8"}}, r"^config key generation.dtype: 'fp8' is not one of"),
+    ({"ablation": {"dtype": "bf16"}}, r"^config key ablation.dtype: 'bf16' is not one of"),
+    ({"generation": {"gpus": 0}}, r"^config key generation.gpus: 0 is less than the minimum of 1$"),
+    ({"generation": {"gpus": 2}},
+     r"^config key generation.gpus: 2 GPUs per model need generation.device auto or cuda, not 'cpu'"),
+    ({"generation": {"gpus": 2, "device": "cuda:1"}},
+     r"^config key generation.gpus: 2 GPUs per model need generation.device auto or cuda, not 'cuda:1'"),
+    ({"generation": {"tf32": True}}, r"^config key generation.tf32: TF32 is a CUDA matmul mode"),
+    ({"generation": {"tf32": "yes"}}, r"^config key generation.tf32: 'yes' is not of type 'boolean'$"),
     # integers are integers: JSON Schema counts 20.0 as one, the jobs do not
     ({"generation": {"num_tokens": 20.0}},
      r"^config key generation.num_tokens: 20.0 is not of type 'integer' \(write 20, without a decimal point\)$"),
@@ -189,6 +227,15 @@ BAD = [
      r"^config key finetune.grpo.beta: 0.04 > 0 needs a KL reference model"),
     ({"finetune": {"n_seeds": 1}}, r"^config key finetune.n_seeds: 1 is less than the minimum of 2$"),
     ({"finetune": {"methods": ["ppo"]}}, r"^config key finetune.methods.0: 'ppo' is not one of"),
+    # the scaling figure: configured models, at least two
+    ({"scaling": {"models": ["tiny-llama", "pythia-99b"]}},
+     r"^config key scaling.models: \['pythia-99b'\] are not configured models \(configured: "),
+    ({"scaling": {"models": ["tiny-llama"]}},
+     r"^config key scaling.models: \['tiny-llama'\] is one model; the scaling figure needs at least 2 "),
+    ({"scaling": {"models": ["tiny-llama", "tiny-llama"]}},
+     r"^config key scaling.models: \['tiny-llama', 'tiny-llama'\] has non-unique elements$"),
+    ({"scaling": {"model": ["tiny-llama"]}}, r"^config key scaling: Additional properties .*'model'"),
+    ({"scaling": {"models": "all"}}, r"^config key scaling.models: 'all' is not of type 'array'$"),
 ]
 
 
@@ -566,3 +613,28 @@ def test_results_dir_that_is_no_directory_of_its_own_is_refused(demo, value):
 
 def test_results_dir_is_normalised(demo):
     assert validate_config(dict(copy.deepcopy(demo), results_dir="./out//run1/"))["results_dir"] == "out/run1"
+
+
+def test_compute_settings_of_extraction_and_ablation(demo):
+    """generation.dtype overrides every model's dtype in both stages, ablation.dtype the
+    ablation's alone; tf32 and gpus are shared; the defaults change nothing."""
+    from synergy_core.compute import compute_settings, gpus_needed, stage_dtype
+
+    cfg = validate_config(copy.deepcopy(demo))
+    model = next(iter(cfg["models"]))
+    assert cfg["generation"]["dtype"] is None and cfg["ablation"]["dtype"] is None
+    assert compute_settings(cfg, model, "extraction") == {"dtype": "float32", "tf32": False, "gpus": 1}
+    assert compute_settings(cfg, model, "ablation") == {"dtype": "float32", "tf32": False, "gpus": 1}
+    cfg["models"][model]["dtype"] = "float16"
+    assert stage_dtype(cfg, model, "extraction") == stage_dtype(cfg, model, "ablation") == "float16"
+    cfg["generation"]["dtype"] = "float32"
+    assert stage_dtype(cfg, model, "extraction") == stage_dtype(cfg, model, "ablation") == "float32"
+    cfg["ablation"]["dtype"] = "bfloat16"
+    assert (stage_dtype(cfg, model, "extraction"), stage_dtype(cfg, model, "ablation")) == ("float32", "bfloat16")
+    with pytest.raises(ValueError, match="unknown stage 'perturbation'"):
+        stage_dtype(cfg, model, "perturbation")
+    gpu = copy.deepcopy(demo)
+    gpu["generation"].update(device="auto", gpus=4, tf32=True)
+    gpu = validate_config(gpu)
+    assert gpus_needed(gpu, model) == 4
+    assert compute_settings(gpu, model, "ablation") == {"dtype": "float32", "tf32": True, "gpus": 4}

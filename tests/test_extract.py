@@ -109,6 +109,10 @@ def test_extraction_is_deterministic_and_labelled(repo):
     assert list(a1["prompt_ids"]) == [p.prompt_id for p in prompts]
     assert prov["shape"] == {"n_layers": 6, "n_heads": 4, "head_dim": 16}
     assert "torch" in prov["versions"] and "transformers" in prov["versions"]
+    # the parameter count (the scaling figure's x axis): every tensor of the loaded model once
+    model = load_model(spec)
+    assert prov["model"]["n_parameters"] == sum(p.numel() for p in model.parameters()) > 0
+    assert prov["model"]["name"] == "t" and prov["model"]["hf_id"] == "builtin:tiny-gpt-neox"
 
 
 def test_random_init_depends_on_seed_only():

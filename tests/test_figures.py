@@ -144,6 +144,56 @@ def categories_table(n_layers):
                          for c in CATEGORIES for k in range(n_layers)])
 
 
+#: The Pythia suite's parameter counts (the summary's n_parameters), the scaling figure's x.
+PYTHIA_SIZES = {"pythia-70m": 70426624, "pythia-160m": 162322944, "pythia-410m": 405334016,
+                "pythia-1b": 1011781632, "pythia-1.4b": 1414647808, "pythia-2.8b": 2775208960,
+                "pythia-6.9b": 6857302016, "pythia-12b": 11846072320}
+
+
+def scaling_summary(sizes=PYTHIA_SIZES, missing_params=(), nan_estimate=(), no_interval=()):
+    """Summary rows of trained models and their random-init twins, as summary.tsv has them: the
+    inverted-U score grows with size for the trained models (supported; the 6-layer 70M
+    inconclusive: floor 1/15), stays near 0 for the twins (not supported); only trained models
+    are ablated (every third not supported). The named models lose their parameter count, their
+    inverted-U estimate or its interval."""
+    rows = []
+    for k, (m, n) in enumerate(sizes.items()):
+        for twin in (False, True):
+            name = f"{m}-random" if twin else m
+            est = 0.01 * (-1) ** k if twin else 0.05 + 0.02 * k
+            p, floor = (0.4 + 0.05 * k, 1e-4) if twin else (1e-4 * (k + 1), 1e-4)
+            if k == 0:
+                floor = 1 / 15
+            verdict = "inconclusive" if floor > 0.05 else "supported" if p <= 0.05 else "not supported"
+            row = dict(model=name, init="random" if twin else "pretrained",
+                       n_parameters=np.nan if name in missing_params else n,
+                       mid_minus_outer=np.nan if name in nan_estimate else est,
+                       mid_minus_outer_ci_low=np.nan if name in no_interval else est - 0.03,
+                       mid_minus_outer_ci_high=np.nan if name in no_interval else est + 0.03,
+                       mid_minus_outer_p_layer_perm=p, mid_minus_outer_p_layer_perm_floor=floor,
+                       verdict_inverted_u=verdict, ratio_synergistic_random=np.nan,
+                       ratio_synergistic_random_ci_low=np.nan, ratio_synergistic_random_ci_high=np.nan,
+                       ratio_synergistic_random_p=np.nan, ratio_synergistic_random_p_floor=np.nan,
+                       verdict_ablation=None)
+            if not twin:
+                ratio, p_abl = 1.1 + 0.05 * k, (0.3 if k % 3 == 0 else 0.01)
+                row.update(ratio_synergistic_random=ratio, ratio_synergistic_random_ci_low=ratio - 0.1,
+                           ratio_synergistic_random_ci_high=ratio + 0.15, ratio_synergistic_random_p=p_abl,
+                           ratio_synergistic_random_p_floor=0.01,
+                           verdict_ablation="supported" if p_abl <= 0.05 else "not supported")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def scaling_case(**kwargs):
+    from synergy_core.scaling import scaling_points
+
+    summary = scaling_summary(**kwargs)
+    points, notes = scaling_points(summary, list(summary.model))
+    return plots.scaling_figure(points, notes, "the verdicts against model size: 16 models of the "
+                                "summary table")
+
+
 # --------------------------------------------------------------------------------- the figures
 # id -> (function name, builder, [(axes index, axis)] that must have integer tick labels,
 #        whether a legend may sit on the axes)
@@ -277,6 +327,14 @@ CASES = {
     "fig3bc-demo": ("graphs_figure",
                     lambda: plots.graphs_figure(atoms(24), atoms(24, 1), np.repeat(np.arange(6), 4), 0.1,
                                                 DEMO_TITLE), [(2, "y")], False),
+    "scaling-pythia": ("scaling_figure", scaling_case, [], False),
+    "scaling-pythia-gaps": ("scaling_figure",
+                            lambda: scaling_case(missing_params=("pythia-410m-random",),
+                                                 nan_estimate=("pythia-1b",), no_interval=("pythia-2.8b",)),
+                            [], False),
+    "scaling-two-tiny-models": ("scaling_figure",
+                                lambda: scaling_case(sizes={"tiny-neox": 104_000, "tiny-llama": 181_000}),
+                                [], False),
     "categories-demo": ("category_profiles", lambda: plots.category_profiles(categories_table(6), DEMO_TITLE),
                         [], False),
     "categories-3-layers": ("category_profiles", lambda: plots.category_profiles(categories_table(3), PAPER_TITLE),
@@ -492,3 +550,144 @@ def test_perturbation_stage_reads_its_tables(tmp_path, monkeypatch):
     assert png_size(outputs["fig4b"])[0] > 500 and outputs["fig4b_pdf"].stat().st_size > 1000
     with pytest.raises(ValueError, match="verdict_alpha 0.3"):
         plot_perturbation(*args, 0.3, outputs)
+
+
+# ------------------------------------------------------------------------------ scaling figure
+def test_scaling_points_one_per_model_and_panel_at_its_parameter_count():
+    """Every listed model with a parameter count gives one inverted-U point; only ablated models
+    an ablation point; x is n_parameters, the numbers are the summary's cells."""
+    from synergy_core.scaling import scaling_points
+
+    summary = scaling_summary()
+    points, notes = scaling_points(summary, list(summary.model))
+    inv = points[points.panel == "inverted_u"]
+    abl = points[points.panel == "ablation"]
+    assert len(inv) == 16 and len(abl) == 8 and set(abl.kind) == {"trained"}
+    assert sorted(inv[inv.kind == "trained"].n_parameters) == sorted(PYTHIA_SIZES.values())
+    assert sorted(inv[inv.kind == "random"].n_parameters) == sorted(PYTHIA_SIZES.values())
+    row = summary.set_index("model").loc["pythia-2.8b"]
+    got = inv.set_index("model").loc["pythia-2.8b"]
+    assert (got.estimate, got.ci_low, got.ci_high, got.p, got.p_floor, got.verdict) == (
+        row.mid_minus_outer, row.mid_minus_outer_ci_low, row.mid_minus_outer_ci_high,
+        row.mid_minus_outer_p_layer_perm, row.mid_minus_outer_p_layer_perm_floor, "supported")
+    assert inv.set_index("model").loc["pythia-70m", "verdict"] == "inconclusive"
+    # the twins are not ablated: said once, not dropped silently
+    assert notes == {"all": [], "inverted_u": [],
+                     "ablation": ["not drawn, not run (ablation.models): every random-init twin"]}
+
+
+def test_scaling_points_name_every_row_they_cannot_draw():
+    from synergy_core.scaling import scaling_points
+
+    summary = scaling_summary(missing_params=("pythia-410m-random", "pythia-12b"),
+                              nan_estimate=("pythia-1b",), no_interval=("pythia-2.8b",))
+    points, notes = scaling_points(summary, list(summary.model))
+    inv = points[points.panel == "inverted_u"]
+    assert len(inv) == 16 - 2 - 1 and "pythia-2.8b" in set(inv.model)      # drawn, no interval
+    assert np.isnan(inv.set_index("model").loc["pythia-2.8b", "ci_low"])
+    # half an interval (a ratio's [0, inf] with too few random orders: the upper cell empty) is
+    # no interval: no bar down to 0
+    half = summary.assign(ratio_synergistic_random_ci_high=np.where(
+        summary.model == "pythia-1b", np.nan, summary.ratio_synergistic_random_ci_high))
+    half_points, half_notes = scaling_points(half, list(half.model))
+    got = half_points[(half_points.panel == "ablation") & (half_points.model == "pythia-1b")].iloc[0]
+    assert np.isnan(got.ci_low) and np.isnan(got.ci_high) and got.estimate > 1
+    assert "drawn without an interval (a bound empty or infinite): pythia-1b" in half_notes["ablation"]
+    assert len(points[points.panel == "ablation"]) == 8 - 1
+    assert notes["all"] == ["not drawn, no parameter count (n_parameters empty: rerun its "
+                            "extraction): pythia-410m-random, pythia-12b"]
+    assert notes["inverted_u"] == ["not drawn, mid_minus_outer empty: pythia-1b",
+                                   "drawn without an interval (a bound empty or infinite): pythia-2.8b"]
+    # six twins reach the ablation panel: all of them named by the one phrase
+    assert notes["ablation"] == ["not drawn, not run (ablation.models): every random-init twin"]
+    # a subset of the models, and one the summary lacks
+    points, notes = scaling_points(summary, ["pythia-160m", "pythia-1b-random"])
+    assert sorted(points.model) == ["pythia-160m", "pythia-160m", "pythia-1b-random"]
+    assert notes["ablation"] == ["not drawn, not run (ablation.models): pythia-1b-random"]
+    with pytest.raises(ValueError, match=r"scaling.models: \['pythia-99b'\] have no row in the summary"):
+        scaling_points(summary, ["pythia-1b", "pythia-99b"])
+
+
+def _series(ax, kind):
+    """(x, y) of the verdict markers of one series (``kind``: trained, random) of the axes."""
+    gids = {f"scaling-{kind}-{verdict}" for verdict in plots.VERDICT_MARKERS}
+    xs, ys = [], []
+    for line in ax.get_lines():
+        if line.get_gid() in gids:
+            xs += list(line.get_xdata())
+            ys += list(line.get_ydata())
+    return np.array(xs, float), np.array(ys, float)
+
+
+def test_scaling_figure_draws_each_point_at_its_size_with_its_interval_and_p():
+    """Artists, not pixels: the markers sit at the parameter counts (data coordinates; the two
+    series are shifted apart in display points only), each point's error bar spans its interval,
+    the p panels show each p and floor, the x axes are logarithmic, and a missing interval draws
+    no bar."""
+    from matplotlib.collections import LineCollection
+
+    from synergy_core.scaling import scaling_points
+
+    summary = scaling_summary(no_interval=("pythia-2.8b",))
+    points, notes = scaling_points(summary, list(summary.model))
+    fig = plots.scaling_figure(points, notes, "scaling")
+    (inv, abl), (inv_p, abl_p) = fig.axes[0:2], fig.axes[2:4]
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log"
+    for ax, panel in ((inv, "inverted_u"), (abl, "ablation")):
+        here = points[points.panel == panel]
+        for kind in ("trained", "random"):
+            rows = here[here.kind == kind]
+            x, y = _series(ax, kind)
+            order = np.argsort(x, kind="stable")
+            assert len(x) == len(rows)
+            np.testing.assert_array_equal(x[order], np.sort(rows.n_parameters.to_numpy(float)))
+            np.testing.assert_allclose(y[order], rows.sort_values("n_parameters").estimate)
+        # error bars: one vertical segment per point with an interval, from ci_low to ci_high
+        segments = [seg for c in ax.collections if isinstance(c, LineCollection)
+                    for seg in c.get_segments() if len(seg) and np.isfinite(seg).all()]
+        bars = sorted((s[0, 0], min(s[:, 1]), max(s[:, 1])) for s in segments if s[0, 0] == s[1, 0])
+        with_ci = here.dropna(subset=["ci_low", "ci_high"])
+        expected = sorted(zip(with_ci.n_parameters.astype(float), with_ci.ci_low, with_ci.ci_high))
+        assert len(bars) == len(expected) == len(here) - (panel == "inverted_u")
+        np.testing.assert_allclose(np.array(bars), np.array(expected))
+    assert inv_p.get_yscale() == "log" and abl_p.get_yscale() == "log"
+    x, y = _series(abl_p, "trained")
+    trained = points[(points.panel == "ablation")].sort_values("n_parameters")
+    np.testing.assert_allclose(y[np.argsort(x)], trained.p)
+    floors = [ln for ln in abl_p.get_lines() if (ln.get_gid() or "") == "scaling-trained-floor"]
+    np.testing.assert_allclose(floors[0].get_ydata(), trained.p_floor)
+    # the verdict is the marker: supported filled, not supported open, inconclusive X
+    styles = {ln.get_gid(): (ln.get_marker(), ln.get_markerfacecolor()) for ln in inv.get_lines()}
+    assert styles["scaling-trained-inconclusive"][0] == "X"
+    assert styles["scaling-random-not supported"][1] == "white"
+    assert styles["scaling-trained-supported"][1] != "white"
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_scaling_stage_reads_the_summary_and_logs_what_it_leaves_out(tmp_path, monkeypatch, caplog):
+    """The rule's path: summary.tsv as write_table writes it, the figure saved (PNG, PDF) after
+    the layout check; a model without a parameter count is a warning naming it, a test not run
+    (the twins' ablation) information, and each panel's count of points is logged."""
+    import logging
+
+    from synergy_core.io import write_table
+    from synergy_core.stages.plots import plot_scaling
+
+    checked = layout_checked_saves(monkeypatch, False)
+    summary = scaling_summary(missing_params=("pythia-12b-random",))
+    write_table(tmp_path / "summary.tsv", summary)
+    outputs = {"scaling": tmp_path / "scaling.png", "scaling_pdf": tmp_path / "scaling.pdf"}
+    with caplog.at_level(logging.INFO, logger="synergy_core"):
+        plot_scaling(tmp_path / "summary.tsv", list(summary.model), outputs, ci=0.9)
+    assert checked == [str(outputs["scaling"])]
+    assert png_size(outputs["scaling"])[0] > 500 and outputs["scaling_pdf"].stat().st_size > 1000
+    warnings_ = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert warnings_ == ["scaling figure (all): not drawn, no parameter count (n_parameters empty: "
+                         "rerun its extraction): pythia-12b-random"]
+    assert "scaling figure (ablation): not drawn, not run (ablation.models): every random-init twin" in infos
+    assert "scaling figure (inverted_u): 15 of 16 models drawn" in infos
+    assert "scaling figure (ablation): 8 of 16 models drawn" in infos

@@ -7,8 +7,11 @@ rule and its dependants, the expected jobs are derived from the DAG (`snakemake 
 cases follow the workflow as it grows.
 
 * ablation.n_random_orders -> ablate_heads and downstream
+* generation.dtype equal to the models' own dtype -> nothing; ablation.dtype -> ablate_heads and
+  downstream only (the compute settings reach each stage as its effective dtype)
 * a model added to ablation.models -> only that model's ablation and its downstream
 * hf_home moved -> nothing
+* the scaling figure switched on (scaling.models) -> plot_scaling only, drawn from the summary
 * the same config with its keys in another order -> nothing
 * a model added -> its own chain and the rules that gather all models
 * a comment edited in the plotting module or in a rule script -> nothing; code edited in the
@@ -170,6 +173,13 @@ def test_ablation_parameter_reruns_ablation_only(work, dag):
     assert set(jobs) <= {"ablate_heads", "ablation_stats", "plot_ablation", "summary", "all"}
 
 
+def test_compute_settings_rerun_what_they_change_only(work, dag):
+    write_config(work, generation__dtype="float32")          # every model's own dtype
+    assert pending(work) == {}
+    write_config(work, ablation__dtype="bfloat16")
+    assert pending(work) == downstream(dag, lambda rule, _: rule == "ablate_heads")
+
+
 def test_model_added_to_ablation_reruns_only_its_ablation(work, dag):
     write_config(work, ablation__models=["tiny-neox", "tiny-llama"])
     assert pending(work) == {"ablate_heads": 1, "ablation_stats": 1, "plot_ablation": 1,
@@ -207,6 +217,29 @@ def test_added_model_runs_its_own_chain_and_the_gathering_rules(work):
 
 def test_moving_hf_home_reruns_nothing(work, tmp_path):
     write_config(work, hf_home=str(tmp_path / "elsewhere"))
+    assert pending(work) == {}
+
+
+def test_scaling_figure_switched_on_runs_its_plot_only_from_the_finished_summary(work):
+    """scaling.models on a finished run: one light job, plot_scaling, and nothing reruns (the
+    figure reads summary.tsv, whose n_parameters the extraction recorded: the loaded model's
+    parameter count, carried by the PhiID and the ranking's diagnostics). Both models are drawn
+    in the inverted-U panel, the ablated one only in the ablation panel, and the log says why."""
+    from synergy_core.io import read_table
+    from synergy_core.models import load_model
+
+    write_config(work, scaling={"models": ["tiny-neox", "tiny-llama"]})
+    assert pending(work) == {"plot_scaling": 1, "all": 1}
+    smk(work, "--cores", "1")
+    summary = read_table(work / "results" / "summary.tsv").set_index("model")
+    for name, spec in CONFIG["models"].items():
+        assert summary.loc[name, "n_parameters"] == sum(p.numel() for p in load_model(spec).parameters())
+    assert (work / "results/figures/scaling.png").stat().st_size > 10000
+    assert (work / "results/figures/scaling.pdf").stat().st_size > 1000
+    log = (work / "results/logs/plot_scaling.log").read_text()
+    assert "scaling figure (inverted_u): 2 of 2 models drawn" in log
+    assert "scaling figure (ablation): 1 of 2 models drawn" in log
+    assert "scaling figure (ablation): not drawn, not run (ablation.models): tiny-llama" in log
     assert pending(work) == {}
 
 

@@ -210,6 +210,14 @@ def test_intervals_p_values_and_floors_are_floats_counts_integers(table):
             assert f"{c}_floor" in table.columns, f"{c} has no floor column"
 
 
+def test_parameter_count_is_empty_when_the_extraction_recorded_none(table):
+    """n_parameters comes from the extraction's provenance (model.n_parameters, carried by the
+    ranking's diagnostics.json; the real path: tests/test_staleness.py, scaling figure): these
+    synthetic activations record none, so the cell is empty, never 0."""
+    assert "n_parameters" in table.columns and table["n_parameters"].isna().all()
+    assert column_doc("n_parameters")["section"] == "diagnostics"
+
+
 def test_every_p_value_has_its_floor(table):
     rows = table.set_index("model")
     # whole-layer permutations: 3 layers -> 3 middle-layer sets and 3 quad_coef values

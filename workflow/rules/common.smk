@@ -10,6 +10,8 @@
 #   merge: changing n_chunks changes which chunk files exist but not one merged byte, and with
 #   the rerun triggers of profiles/default (no `input` trigger) it reruns nothing. The merge's
 #   params therefore carry everything the merged numbers depend on, the chunk code included.
+import functools
+import math
 import os
 import re
 import shlex
@@ -43,7 +45,16 @@ from synergy_core.finetune_plan import (
 )
 from synergy_core.perturbation_plan import PLAN_KEYS
 from synergy_core.stages.phiid import NUMERIC_SETTINGS
+from synergy_core.builtin import total_heads
+from synergy_core.compute import GENERATION_KEYS as COMPUTE_KEYS, compute_settings, gpus_needed
+from synergy_core.sizing import gpu_job_resources, model_config, phiid_chunk_minutes, prompt_count
+from synergy_core.slurm import use_sacct_wrapper
 from synergy_core.tasks import DOWNLOADABLE_SFT, DOWNLOADABLE_TASKS, task_source
+
+# The SLURM executor plugin (<= 2.8.0) polls a job that sacct reports as "CANCELLED by <uid>" or
+# PREEMPTED forever; workflow/slurm-bin/sacct (first on PATH when a real sacct exists) reports
+# those as CANCELLED / FAILED, so they fail and are retried (README, "SLURM: cancelled ...").
+use_sacct_wrapper()
 
 # refuses duplicate keys, which YAML would silently merge (the default config/config.yaml was
 # read strictly in the Snakefile already, before Snakemake loaded it)
@@ -77,6 +88,7 @@ COMPARISONS = paired_comparisons(config, FAMILIES)
 localrules:
     compare_models,
     phiid_merge,
+    ablate_merge,
     rank_heads,
     ablation_stats,
     plot_model,
@@ -84,6 +96,7 @@ localrules:
     plot_ablation,
     plot_profiles,
     plot_progression,
+    plot_scaling,
     summary,
 
 
@@ -120,9 +133,75 @@ def pick(section, *keys):
     return {k: config[section][k] for k in keys}
 
 
+# The decoding settings of the extraction; generation.dtype/tf32/gpus reach the extraction and
+# the ablation as each stage's effective compute settings instead (synergy_core.compute), so a
+# dtype override equal to a model's own dtype reruns nothing.
+GENERATION = {k: v for k, v in sorted(config["generation"].items()) if k not in COMPUTE_KEYS}
+
+
+def compute_of(stage):
+    """Param: the dtype, TF32 and GPUs of one model's extraction or ablation."""
+    return lambda wildcards: compute_settings(config, wildcards.model, stage)
+
+
+# Cluster resources sized by the model (synergy_core.sizing): memory and wall time of the GPU
+# jobs from the parameter count, dtype, prompts, tokens and masks; the GPUs from
+# generation.gpus. A SLURM profile's `resources:` are ceilings on top (profiles/narval).
+@functools.lru_cache(maxsize=None)
+def _gpu_job(model, stage):
+    return gpu_job_resources(config, model, stage)
+
+
+def gpu_job_resource(stage, key):
+    return lambda wildcards: _gpu_job(wildcards.model, stage)[key]
+
+
+def gpu_gres(wildcards):
+    return f"gpu:{gpus_needed(config, wildcards.model)}"
+
+
+def phiid_chunk_runtime(wildcards, threads):
+    spec = model_spec(config, wildcards.model)
+    heads = total_heads(model_config(spec, config.get("hf_home")) or {})
+    if heads is None:
+        return 60
+    pairs = math.ceil(heads * (heads - 1) / 2 / N_CHUNKS)
+    return phiid_chunk_minutes(
+        pairs,
+        prompt_count(config),
+        config["generation"]["num_tokens"],
+        config["phiid"]["backend"],
+        threads,
+        cap=24 * 60,
+    )
+
+
 PHIID_NUMERIC = pick("phiid", *NUMERIC_SETTINGS, "backend")
 N_CHUNKS = config["phiid"]["n_chunks"]
 CHUNK = f"{RESULTS}/{{model}}/phiid/chunks/n{N_CHUNKS}/chunk_{{chunk}}.npz"
+
+
+# The ablation: one GPU job per model (ablate_heads), or with ablation.n_parts > 1 that many
+# (ablate_part, each a contiguous range of the groups of masks) and a merge (ablate_merge) whose
+# tables are the same bytes; the parts are temp() files in a directory named by n_parts, so
+# changing n (> 1) reruns nothing (as for the PhiID chunks).
+ABLATION = pick(
+    "ablation",
+    "n_random_orders",
+    "seed",
+    "max_fraction",
+    "step",
+    "random_grid",
+    "cross_validate",
+    "prompt_batch",
+    "mask_group",
+)
+N_ABLATION_PARTS = config["ablation"]["n_parts"]
+ABLATION_PART = f"{RESULTS}/{{model}}/ablation/parts/n{N_ABLATION_PARTS}/part_{{part}}.npz"
+
+
+def ablation_parts(wildcards):
+    return expand(ABLATION_PART, model=wildcards.model, part=range(N_ABLATION_PARTS))
 
 
 # The perturbation stage (Fig 4b): models, task data, units of work dealt over N_PARTS GPU jobs.
@@ -159,6 +238,10 @@ FINETUNE_SOURCES = {
     key: task_source(config["finetune"][key], config["data_dir"])
     for key in ("train_task", "sft_data", "eval_task")
 }
+
+
+# The scaling figure (figures/scaling.png from summary.tsv): off unless scaling.models lists models.
+SCALED = list(config["scaling"]["models"])
 
 
 def finetune_scratch(wildcards):
@@ -235,7 +318,7 @@ def phiid_chunks(wildcards):
 
 def all_outputs():
     """Every final output: per-model figures and tables, ablation where configured, Fig 2c,
-    training progression per family, and the verdict table."""
+    training progression per family, the verdict table, and the scaling figure where configured."""
     return (
         expand(f"{RESULTS}/{{model}}/figures/fig2b_syn_red.png", model=MODELS)
         + expand(f"{RESULTS}/{{model}}/figures/fig3bc_graphs.png", model=MODELS)
@@ -246,6 +329,7 @@ def all_outputs():
         + ([f"{RESULTS}/figures/fig4b_perturbation.png"] if PERTURBED else [])
         + expand(f"{RESULTS}/{{model}}/finetune/tests.tsv", model=FINETUNED)
         + ([f"{RESULTS}/figures/fig5_finetune.png"] if FINETUNED else [])
+        + ([f"{RESULTS}/figures/scaling.png"] if SCALED else [])
         + [f"{RESULTS}/figures/fig2c_layer_profiles.png", f"{RESULTS}/summary.tsv"]
         + [f"{RESULTS}/summary.json", f"{RESULTS}/summary.html"]
     )
@@ -277,6 +361,7 @@ if MISSING_MODELS and workflow.is_main_process:
 MODEL_LOADING_RULES = (
     "extract_activations",
     "ablate_heads",
+    "ablate_part",
     "perturbation_part",
     "finetune_train",
     "finetune_eval",

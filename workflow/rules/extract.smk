@@ -15,10 +15,15 @@ rule extract_activations:
     threads: 2
     resources:
         gpu=1,
+        gres=gpu_gres,
+        mem_mb=gpu_job_resource("extraction", "mem_mb"),
+        runtime=gpu_job_resource("extraction", "runtime"),
+        gpu_mem_mb=gpu_job_resource("extraction", "gpu_mem_mb"),
     params:
         spec=spec_of,
         selection=pick("prompts", "file", "categories", "per_category", "first_k", "chat_template"),
-        generation=dict(sorted(config["generation"].items())),
+        generation=GENERATION,
+        compute=compute_of("extraction"),
         code=code_of("extract_activations"),
     script:
         "../scripts/extract_activations.py"

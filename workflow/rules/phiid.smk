@@ -18,6 +18,7 @@ rule phiid_chunk:
     threads: 2
     resources:
         mem_mb=4000,
+        runtime=phiid_chunk_runtime,
     params:
         phiid=PHIID_NUMERIC,
         code=code_of("phiid_chunk"),

@@ -181,3 +181,27 @@ rule plot_progression:
         code=code_of("plot_progression"),
     script:
         "../scripts/plot_progression.py"
+
+
+# Each verdict against model size (scaling.models; config/pythia-scaling.yaml): drawn from the
+# summary table, so it computes nothing and needs nothing else.
+rule plot_scaling:
+    input:
+        summary=f"{RESULTS}/summary.tsv",
+    output:
+        scaling=report(
+            f"{RESULTS}/figures/scaling.png",
+            caption="../report/scaling.rst",
+            category="9. Scaling",
+        ),
+        scaling_pdf=f"{RESULTS}/figures/scaling.pdf",
+    log:
+        f"{RESULTS}/logs/plot_scaling.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        models=SCALED,
+        ci=config["stats"]["ci"],
+        code=code_of("plot_scaling"),
+    script:
+        "../scripts/plot_scaling.py"

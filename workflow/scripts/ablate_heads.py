@@ -5,4 +5,5 @@ from synergy_core.stages.ablate import run_ablation
 start_rule(snakemake, uses_torch=True)
 out = snakemake.output
 run_ablation(snakemake.input.acts, snakemake.input.heads, out.long, out.summary, out.auc,
-             snakemake.params.spec, snakemake.params.ablation, snakemake.params.device)
+             snakemake.params.spec, snakemake.params.ablation, snakemake.params.device,
+             snakemake.params.compute)

@@ -19,51 +19,16 @@ import numpy as np
 import torch
 
 from .ablation_curves import ablation_grids, ablation_orders, grid_counts, removal_counts
+from .ablation_plan import masks_for_orders
 from .extract import teacher_forced_batch
 from .hooks import HeadHooks
 
-# The grids and orders are pure numpy (ablation_curves); re-exported for the stage and tests.
+# The grids, orders (ablation_curves) and masks (ablation_plan) are pure numpy; re-exported for
+# the stage and tests.
 __all__ = ["ablation_grids", "ablation_orders", "grid_counts", "kl_for_masks", "masks_for_orders",
            "removal_counts"]
 
 log = logging.getLogger(__name__)
-
-
-def masks_for_orders(orders, counts, n_layers: int, n_heads: int):
-    """Unique keep-masks ``[M, n_layers, n_heads]`` (index 0 = all heads kept) and, per order,
-    the index of each count's mask.
-
-    ``counts``: one array of removal counts shared by every order (the index is then an array
-    ``[orders, counts]``), or a list with one array per order (the index is then a list of
-    arrays), e.g. random orders on a coarser grid than the ranked ones.
-    """
-    shared = isinstance(counts, np.ndarray) and counts.ndim == 1
-    per_order = [counts] * len(orders) if shared else list(counts)
-    if len(per_order) != len(orders):
-        raise ValueError(f"{len(per_order)} count arrays for {len(orders)} orders")
-    unique: dict[bytes, int] = {}
-    masks = []
-
-    def add(mask):
-        key = mask.tobytes()
-        if key not in unique:
-            unique[key] = len(masks)
-            masks.append(mask)
-        return unique[key]
-
-    add(np.ones(n_layers * n_heads, dtype=np.float32))
-    index = []
-    for (_, _, order), order_counts in zip(orders, per_order):
-        row = np.empty(len(order_counts), dtype=np.int64)
-        for j, k in enumerate(order_counts):
-            mask = np.ones(n_layers * n_heads, dtype=np.float32)
-            mask[order[:k]] = 0
-            row[j] = add(mask)
-        index.append(row)
-    masks = np.stack(masks).reshape(-1, n_layers, n_heads)
-    if shared:
-        return masks, np.stack(index) if index else np.empty((0, len(counts)), dtype=np.int64)
-    return masks, index
 
 
 @torch.no_grad()

@@ -215,8 +215,21 @@ def _check_prompt_selection(config: dict) -> None:
     raise ConfigError(f"config key prompts.file: {why}; {sel['file']} has only {n}")
 
 
+def _check_compute(gen: dict) -> None:
+    """generation.gpus and generation.tf32 need a GPU: refused with device cpu, and several GPUs
+    with one named GPU (cuda:N); ``auto`` is checked by the job (it fails if it sees too few)."""
+    if gen["gpus"] > 1 and (gen["device"] == "cpu" or gen["device"].startswith("cuda:")):
+        raise ConfigError(f"config key generation.gpus: {gen['gpus']} GPUs per model need "
+                          f"generation.device auto or cuda, not {gen['device']!r} (the model is "
+                          "spread over every GPU the job is given)")
+    if gen["tf32"] and gen["device"] == "cpu":
+        raise ConfigError("config key generation.tf32: TF32 is a CUDA matmul mode and has no effect "
+                          "with generation.device cpu; set it false (or run on a GPU)")
+
+
 def _check_semantics(config: dict) -> None:
     gen, phi, stats = config["generation"], config["phiid"], config["stats"]
+    _check_compute(gen)
     max_tau = gen["num_tokens"] - MIN_SAMPLES
     if max_tau < 1:
         raise ConfigError(
@@ -301,6 +314,7 @@ def _check_semantics(config: dict) -> None:
         heads[name] = n_total_heads
     _check_perturbation(config, heads)
     _check_finetune(config, heads)
+    _check_scaling(config)
     fraction = config["ablation"]["max_fraction"]
     for name in ablated_models(config):
         h = heads[name]
@@ -309,6 +323,43 @@ def _check_semantics(config: dict) -> None:
                 f"config key ablation.max_fraction: {fraction} of the {h} heads of model {name} "
                 f"is less than one head, so the ablation would remove none; use at least "
                 f"{min_max_fraction(h)} (1/{h})")
+        n_parts = config["ablation"]["n_parts"]
+        if h is not None and n_parts > 1 and n_parts > max_ablation_units(h, config["ablation"]):
+            units = max_ablation_units(h, config["ablation"])
+            raise ConfigError(
+                f"config key ablation.n_parts: {n_parts} jobs for at most {units} groups of "
+                f"ablation.mask_group = {config['ablation']['mask_group']} masks of model {name} (a job "
+                f"evaluates whole groups); use at most {units}")
+
+
+def max_ablation_units(n_total_heads: int, ablation: dict) -> int:
+    """An upper bound on the units of work of one model's ablation, the groups of ``mask_group``
+    masks that ``ablation.n_parts`` jobs share (:func:`synergy_core.ablation_plan.mask_units`):
+    per prompt group (two with ``cross_validate``) the all-heads mask plus one mask per order and
+    positive removal count, as if no two orders shared a mask (random ones rarely do). Plain
+    arithmetic on the grids of :func:`synergy_core.ablation_curves.ablation_grids` (which this
+    module does not import: it would import pandas)."""
+    last = last_removal_count(n_total_heads, ablation["max_fraction"])
+    step = ablation["step"]
+    ranked = last // step + (last % step != 0)            # positive counts, every step-th and the last
+    grid = ablation["random_grid"]
+    random = ranked if grid is None else min(grid - 1, last)
+    if grid is not None:
+        ranked = min(last, ranked + random - 1)           # with the random grid's (the last in both)
+    masks = 1 + 2 * ranked + ablation["n_random_orders"] * random
+    return (2 if ablation["cross_validate"] else 1) * math.ceil(masks / ablation["mask_group"])
+
+
+def _check_scaling(config: dict) -> None:
+    """The scaling figure's models: configured ones, at least two (one point is no trend)."""
+    chosen = config["scaling"]["models"]
+    unknown = sorted(set(chosen) - set(config["models"]))
+    if unknown:
+        raise ConfigError(f"config key scaling.models: {unknown} are not configured models "
+                          f"(configured: {sorted(config['models'])})")
+    if len(chosen) == 1:
+        raise ConfigError(f"config key scaling.models: {chosen} is one model; the scaling figure "
+                          "needs at least 2 (or [] for no figure)")
 
 
 def _check_finetune(config: dict, heads: dict[str, int | None]) -> None:

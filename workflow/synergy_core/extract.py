@@ -173,28 +173,40 @@ def resolve_device(name: str) -> str:
 
 
 def extract_activations(spec: dict, prompts, num_tokens: int, batch_size: int = 8,
-                        chat_template: bool = False, device: str = "auto") -> tuple[dict, dict]:
+                        chat_template: bool = False, device: str = "auto",
+                        compute: dict | None = None) -> tuple[dict, dict]:
     """Load a model, generate and record head norms for ``prompts`` (list of :class:`Prompt`).
 
     Returns ``(arrays, provenance)`` ready for :func:`synergy_core.io.save_arrays`: ``acts``
     float32 [prompts, heads, steps], ``head_labels`` [heads], ``prompt_ids``/``categories``
     [prompts], ``tokens`` int64 [prompts, steps], ``natural_length`` int64 [prompts],
-    ``prompt_lengths`` int64 [prompts], and ``layer``/``head`` int [heads].
+    ``prompt_lengths`` int64 [prompts], and ``layer``/``head`` int [heads]. The provenance's
+    ``model`` identifies the weights and holds ``n_parameters``, the loaded model's parameter
+    count.
+
+    ``compute`` (:func:`synergy_core.compute.compute_settings`): ``dtype`` replaces the spec's
+    (the provenance's ``model.dtype`` is the one used), ``tf32`` sets TF32 matmuls
+    (:func:`models.tf32_mode`), ``gpus`` > 1 spreads the model over that many GPUs; the
+    provenance's ``compute`` records them, whether TF32 was in effect (CUDA only) and the
+    devices the weights were on.
     """
     from .hooks import head_hooks, head_labels, model_shape
     from .io import software_versions
-    from .models import load_model, load_tokenizer
+    from .models import load_model, load_tokenizer, placement, tf32_mode
 
+    compute = dict(dict(tf32=False, gpus=1), **(compute or {}))
+    if compute.get("dtype"):
+        spec = dict(spec, dtype=compute["dtype"])
     device = resolve_device(device)
     tokenizer = load_tokenizer(spec)
-    model = load_model(spec, device=device)
+    model = load_model(spec, device=device, gpus=compute["gpus"])
     shape = model_shape(model)
     ids = tokenize_prompts(tokenizer, [p.text for p in prompts], [p.prompt_id for p in prompts],
                            chat_template, context_length(model), num_tokens)
     log.info("model %s: %d layers x %d heads (head_dim %d), %d prompts, %d tokens each, on %s",
              spec.get("name", spec["hf_id"]), shape.n_layers, shape.n_heads, shape.head_dim,
              len(prompts), num_tokens, device)
-    with head_hooks(model, shape) as hooks:
+    with tf32_mode(compute["tf32"]), head_hooks(model, shape) as hooks:
         gen = generate_with_norms(model, hooks, ids, num_tokens, eos_ids(model, tokenizer),
                                   tokenizer.pad_token_id, batch_size, device)
     n_nonfinite = int((~np.isfinite(gen.norms)).sum())
@@ -211,11 +223,18 @@ def extract_activations(spec: dict, prompts, num_tokens: int, batch_size: int = 
         layer=np.repeat(np.arange(shape.n_layers), shape.n_heads),
         head=np.tile(np.arange(shape.n_heads), shape.n_layers),
     )
+    # the model's size as loaded (embeddings included, a tied weight once: parameters() yields
+    # each tensor once); the phiid merge and the ranking's diagnostics.json carry "model" on to
+    # the summary's n_parameters column, the x axis of the scaling figure
+    n_parameters = int(sum(p.numel() for p in model.parameters()))
     provenance = dict(
-        model={k: spec.get(k) for k in ("name", "hf_id", "revision", "init", "seed", "dtype",
-                                        "local_path")},
+        model=dict({k: spec.get(k) for k in ("name", "hf_id", "revision", "init", "seed", "dtype",
+                                             "local_path")}, n_parameters=n_parameters),
         shape=dict(n_layers=shape.n_layers, n_heads=shape.n_heads, head_dim=shape.head_dim),
         num_tokens=num_tokens, chat_template=chat_template, device=device, batch_size=batch_size,
         nonfinite_activations=n_nonfinite, versions=software_versions(),
+        compute=dict(dtype=spec.get("dtype", "float32"), tf32=bool(compute["tf32"]),
+                     tf32_in_effect=bool(compute["tf32"]) and device.startswith("cuda"),
+                     gpus=int(compute["gpus"]), devices=placement(model)),
     )
     return arrays, provenance

@@ -75,7 +75,8 @@ class HeadHooks:
     Attributes set between forward passes:
 
     * ``mask``: ``None`` or a float tensor ``[batch, n_layers, n_heads]`` (1 = keep, 0 = ablate);
-      row b of the batch is ablated with ``mask[b]``.
+      row b of the batch is ablated with ``mask[b]``. Each layer's slice is moved to that layer's
+      device and dtype, so a model spread over GPUs (``generation.gpus``) is ablated the same way.
     * ``capture``: when True, each forward appends ``[batch, seq, n_heads]`` L2 norms (float32)
       per layer to ``norms[layer]``.
     """
@@ -95,7 +96,8 @@ class HeadHooks:
             x = args[0]
             per_head = x.view(*x.shape[:-1], n_heads, head_dim)
             if self.mask is not None:
-                m = self.mask[:, layer].to(per_head.dtype)  # [batch, n_heads]
+                # [batch, n_heads], on the layer's device (a model spread over GPUs)
+                m = self.mask[:, layer].to(device=per_head.device, dtype=per_head.dtype)
                 per_head = per_head * m[:, None, :, None]
             if self.capture:
                 self.norms[layer].append(torch.linalg.vector_norm(per_head.float(), dim=-1))
@@ -106,8 +108,10 @@ class HeadHooks:
         return hook
 
     def pop_norms(self) -> torch.Tensor:
-        """Captured norms as ``[batch, seq_total, n_layers * n_heads]`` (calls concatenated on seq)."""
+        """Captured norms as ``[batch, seq_total, n_layers * n_heads]`` (calls concatenated on seq),
+        on the first layer's device."""
         per_layer = [torch.cat(chunks, dim=1) for chunks in self.norms]
+        per_layer = [t.to(per_layer[0].device) for t in per_layer]
         self.norms = [[] for _ in range(self.shape.n_layers)]
         return torch.cat(per_layer, dim=-1)
 

@@ -201,11 +201,17 @@ def load_tokenizer(spec: dict, allow_download: bool = False):
     return tok
 
 
-def load_model(spec: dict, allow_download: bool = False, device: str | torch.device = "cpu"):
+def load_model(spec: dict, allow_download: bool = False, device: str | torch.device = "cpu",
+               gpus: int = 1):
     """Load the model of a spec in eval mode.
 
     ``init: random`` keeps the architecture (the config of ``hf_id``/``revision``) and draws fresh
     weights with ``torch.manual_seed(seed)``: the paper's randomly initialised baseline.
+
+    ``gpus`` (``generation.gpus``): 1 puts the whole model on ``device``; more spread it over the
+    first ``gpus`` visible CUDA GPUs (:func:`dispatch` with ``"auto"``), for a model larger than
+    one GPU. The weights are built on the CPU in float32 and cast there either way, so the
+    numbers do not depend on the placement.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -229,9 +235,82 @@ def load_model(spec: dict, allow_download: bool = False, device: str | torch.dev
                     model = AutoModelForCausalLM.from_pretrained(src, dtype=torch.float32, **kw)
         except (OSError, ValueError, pickle.UnpicklingError) as err:
             raise _unavailable(spec, err) from None
-    model = model.to(device=device, dtype=dtype)
+    if gpus > 1:
+        _check_gpus(device, gpus)
+        model = dispatch(model.to(dtype=dtype), "auto", device, gpus)
+    else:
+        model = model.to(device=device, dtype=dtype)
     model.eval()
     return model
+
+
+def _check_gpus(device, gpus: int) -> None:
+    """A job asked to spread a model over ``gpus`` GPUs runs on CUDA and sees that many."""
+    if not str(device).startswith("cuda"):
+        raise RuntimeError(f"generation.gpus is {gpus}, but this job runs on {str(device)!r}; "
+                           "spreading a model over GPUs needs a GPU node (generation.device auto "
+                           "or cuda)")
+    visible = torch.cuda.device_count()
+    if visible < gpus:
+        raise RuntimeError(f"generation.gpus is {gpus}, but this job sees {visible} GPU(s); the "
+                           f"cluster profile must ask for {gpus} (gres=gpu:{gpus}: "
+                           "synergy_core.compute.gpus_needed)")
+
+
+def placement(model) -> list[str]:
+    """The devices a loaded model's parameters are on, e.g. ``["cuda:0", "cuda:1"]`` (provenance)."""
+    return sorted({str(p.device) for p in model.parameters()})
+
+
+def dispatch(model, device_map: str | dict, device: str | torch.device = "cpu",
+             gpus: int | None = None, force_hooks: bool = False):
+    """Place a loaded model's modules with accelerate (:func:`accelerate.dispatch_model`).
+
+    ``"auto"`` on a CUDA ``device``: whole decoder layers (the model's ``_no_split_modules``)
+    balanced over the first ``gpus`` visible GPUs (all by default), refusing to offload anything
+    to the CPU or disk (a loud error instead of a silent 100x slow-down); on a CPU ``device``:
+    everything on the CPU. A dict is an accelerate device map (module name -> device). Across
+    devices (or with ``force_hooks``, which the CPU tests use) accelerate's hooks move each
+    module's inputs to its device and the model's outputs back to the inputs' device;
+    :class:`hooks.HeadHooks` moves its masks and norms itself.
+    """
+    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    if device_map == "auto":
+        if not str(device).startswith("cuda"):
+            device_map = {"": str(device)}
+        else:
+            n = gpus or torch.cuda.device_count()
+            no_split = list(getattr(model, "_no_split_modules", None) or [])
+            free = {i: torch.cuda.mem_get_info(i)[0] for i in range(n)}
+            budget = get_balanced_memory(model, max_memory=free, no_split_module_classes=no_split,
+                                         dtype=model.dtype)
+            device_map = infer_auto_device_map(model, max_memory=budget, no_split_module_classes=no_split,
+                                               dtype=model.dtype)
+            off = sorted({str(d) for d in device_map.values() if not isinstance(d, int)})
+            if off:
+                size = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
+                raise RuntimeError(f"the model ({size:.2f} GiB in {model.dtype}) does not fit on "
+                                   f"{n} GPU(s) (it would be offloaded to {', '.join(off)}); raise "
+                                   "generation.gpus or choose a smaller dtype")
+    elif not isinstance(device_map, dict):
+        raise ValueError(f"device_map must be None, 'auto' or a dict, not {device_map!r}")
+    return dispatch_model(model, device_map=device_map, force_hooks=force_hooks)
+
+
+@contextlib.contextmanager
+def tf32_mode(enabled: bool):
+    """Set TF32 for CUDA float32 matmuls and cuDNN convolutions (``generation.tf32``) for the
+    duration, then restore. ``False`` turns both off (cuDNN's default is on): float32 is then the
+    IEEE reference. No effect on the CPU."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 #: Directory of the trained built-in models' weights (default ~/.cache/synergy-core/builtin;

@@ -694,3 +694,120 @@ def finetune_figure(models: dict[str, dict], selection: str, title: str) -> plt.
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     _suptitle(fig, title)
     return fig
+
+
+#: The scaling figure: trained models solid and coloured, random-init twins dashed grey (each
+#: series a little to the side of the other, in points, so that a twin never hides its model).
+SCALING_KINDS = {
+    "trained": dict(color="tab:blue", ls="-", label="trained", dx=-3.5),
+    "random": dict(color="0.45", ls="--", label="random-init twin", dx=3.5),
+}
+#: A point's marker says its verdict.
+VERDICT_MARKERS = {
+    "supported": dict(marker="o", filled=True),
+    "not supported": dict(marker="o", filled=False),
+    "inconclusive": dict(marker="X", filled=True),
+}
+SCALING_LABELS = {
+    "inverted_u": ("inverted U: layer profile", "mid_minus_outer (middle minus\nouter thirds of syn_red)",
+                   "p (layer permutation)"),
+    "ablation": ("ablation: synergistic first vs random orders",
+                 "ratio_synergistic_random\n(AUC ratio, > 1: more damaging)", "p (rank test)"),
+}
+
+
+def _parameters_label(x: float, _pos=None) -> str:
+    """A parameter count as 70M, 1.4B, 300k."""
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _scaling_axis(ax, sizes: np.ndarray) -> None:
+    """Log x axis of parameter counts with 1-2-5 ticks, a margin around the models."""
+    from matplotlib.ticker import LogLocator
+
+    ax.set_xscale("log")
+    if len(sizes):
+        ax.set_xlim(sizes.min() / 1.8, sizes.max() * 1.8)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_parameters_label))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+def scaling_figure(points: pd.DataFrame, notes: dict, title: str, ci: float = 0.95) -> plt.Figure:
+    """Each verdict against model size (:mod:`synergy_core.scaling`): one column per panel of
+    :data:`synergy_core.scaling.PANELS` (inverted U, ablation); the top row the estimate with its
+    ``ci`` interval and the value of no effect (dotted), the bottom row its p-value (log axis)
+    with the test's floor (grey dash) and alpha 0.05. x: the parameter count, log axis; trained
+    models and random-init twins as two series; the marker is the verdict (filled: supported,
+    open: not supported, X: inconclusive). ``points`` and ``notes`` as
+    :func:`synergy_core.scaling.scaling_points` returns them: each panel's notes (what it does
+    not draw, and why) go under its title, ``notes["all"]`` into the figure title."""
+    from .scaling import PANELS
+
+    panels = list(PANELS)
+    fig, axes = plt.subplots(2, len(panels), figsize=(5.0 * len(panels), 7.6), layout="constrained",
+                             squeeze=False)
+    sizes = np.unique(points.n_parameters.to_numpy(float))
+    for col, panel in enumerate(panels):
+        ax, pax = axes[0, col], axes[1, col]
+        spec, (name, ylabel, plabel) = PANELS[panel], SCALING_LABELS[panel]
+        ax.axhline(spec["reference"], color="0.6", ls=":", lw=1, zorder=0)
+        pax.axhline(0.05, color="tab:red", ls=":", lw=1, zorder=0)
+        here = points[points.panel == panel]
+        for kind, style in SCALING_KINDS.items():
+            rows = here[here.kind == kind].sort_values("n_parameters")
+            if rows.empty:
+                continue
+            x = rows.n_parameters.to_numpy(float)
+            est = rows.estimate.to_numpy(float)
+            err = np.vstack([est - rows.ci_low.to_numpy(float), rows.ci_high.to_numpy(float) - est])
+            for a, y in ((ax, est), (pax, rows.p.to_numpy(float))):
+                shift = offset_copy(a.transData, fig=fig, x=style["dx"], y=0, units="points")
+                a.plot(x, y, color=style["color"], ls=style["ls"], lw=1.3, transform=shift, zorder=2,
+                       gid=f"scaling-{kind}-line")
+                for verdict, marker in VERDICT_MARKERS.items():
+                    sel = (rows.verdict == verdict).to_numpy()
+                    if sel.any():
+                        a.plot(x[sel], y[sel], ls="", marker=marker["marker"], ms=6.5, mew=1.3,
+                               color=style["color"], mfc=style["color"] if marker["filled"] else "white",
+                               transform=shift, zorder=4, gid=f"scaling-{kind}-{verdict}")
+            ax.errorbar(x, est, yerr=err, fmt="none", ecolor=style["color"], elinewidth=1.2, capsize=3,
+                        transform=offset_copy(ax.transData, fig=fig, x=style["dx"], y=0, units="points"),
+                        zorder=3, gid=f"scaling-{kind}-interval")
+            pax.plot(x, rows.p_floor.to_numpy(float), ls="", marker="_", ms=9, mew=1.5, color="0.5",
+                     transform=offset_copy(pax.transData, fig=fig, x=style["dx"], y=0, units="points"),
+                     zorder=3, gid=f"scaling-{kind}-floor")
+        # the series are drawn through offset transforms, which autoscaling does not follow
+        values = np.r_[here[["estimate", "ci_low", "ci_high"]].to_numpy(float).ravel(), spec["reference"]]
+        values = values[np.isfinite(values)]
+        pad = 0.08 * max(float(np.ptp(values)), 1e-3 * max(1.0, float(np.abs(values).max())))
+        ax.set_ylim(values.min() - pad, values.max() + pad)
+        pvals = here[["p", "p_floor"]].to_numpy(float)
+        pvals = pvals[np.isfinite(pvals) & (pvals > 0)]
+        pax.set_yscale("log")
+        pax.set_ylim(min(0.01, pvals.min() if pvals.size else 1.0) / 2, 1.5)
+        for a in (ax, pax):
+            _scaling_axis(a, sizes)
+            a.tick_params(labelsize=8)
+        ax.set_ylabel(ylabel, fontsize=9)
+        pax.set_ylabel(plabel, fontsize=9)
+        pax.set_xlabel("parameters (log scale)", fontsize=9)
+        lines = notes.get(panel, [])
+        ax.set_title(_wrap("\n".join([name, *lines]), 4.6, 9), fontsize=9)
+    handles = [Line2D([], [], color=s["color"], ls=s["ls"], lw=1.3) for s in SCALING_KINDS.values()]
+    labels = [s["label"] for s in SCALING_KINDS.values()]
+    for verdict, marker in VERDICT_MARKERS.items():
+        handles.append(Line2D([], [], ls="", marker=marker["marker"], ms=6.5, mew=1.3, color="0.2",
+                              mfc="0.2" if marker["filled"] else "white"))
+        labels.append(f"verdict: {verdict}")
+    handles += [Line2D([], [], color="0.2", lw=1.2, marker="|", ms=8),
+                Line2D([], [], ls="", marker="_", ms=9, mew=1.5, color="0.5"),
+                Line2D([], [], color="tab:red", ls=":", lw=1)]
+    labels += [f"{ci:.0%} interval", "smallest p the test can give (floor)", "alpha 0.05"]
+    fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    everywhere = notes.get("all", [])
+    _suptitle(fig, " | ".join([title, *everywhere]))
+    return fig

@@ -15,6 +15,11 @@ jobs writing the same file). This command, run from the project directory:
 3. runs ``snakemake --unlock ARGS`` and then ``snakemake ARGS``: outputs the old jobs finished are
    complete and are not redone; outputs they left incomplete are rerun (the profiles set
    ``rerun-incomplete``).
+
+Outputs an old job finished after its Snakemake died have no provenance record (Snakemake writes
+it in the main process); Snakemake says so at the start ("N jobs have missing provenance/metadata")
+and a later change of settings or code does not rerun them by itself. ``--cancel`` redoes them
+instead; the command lists the jobs it waited for so that their outputs can be named.
 """
 
 from __future__ import annotations
@@ -29,15 +34,22 @@ from pathlib import Path
 from .slurm import SQUEUE_FORMAT, parse_squeue, previous_run_jobs
 
 
-def queued_jobs(prefix: str, workdir: Path):
-    out = subprocess.run(["squeue", "--me", "--noheader", f"--format={SQUEUE_FORMAT}"],
-                         capture_output=True, text=True, check=True).stdout
-    return previous_run_jobs(parse_squeue(out), workdir, prefix)
+def queued_jobs(prefix: str, workdir: Path, attempts: int = 5, pause: float = 30.0):
+    """The earlier runs' jobs still queued or running; a failing squeue (a busy controller) is
+    asked again ``attempts`` times, ``pause`` seconds apart, before giving up."""
+    for attempt in range(attempts):
+        proc = subprocess.run(["squeue", "--me", "--noheader", f"--format={SQUEUE_FORMAT}"],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            return previous_run_jobs(parse_squeue(proc.stdout), workdir, prefix)
+        print(f"resume: squeue failed ({proc.stderr.strip()[:200]}); asking again", flush=True)
+        time.sleep(pause if attempt + 1 < attempts else 0)
+    raise RuntimeError(f"squeue failed {attempts} times; is SLURM reachable from here?")
 
 
 def live_snakemake(workdir: Path) -> list[int]:
     """PIDs of other Snakemake processes on this machine running in ``workdir`` (Linux /proc),
-    not counting the Snakemake of a SLURM job running here."""
+    not counting the Snakemake inside a SLURM job running here."""
     found, me = [], os.getpid()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -50,8 +62,9 @@ def live_snakemake(workdir: Path) -> list[int]:
                 continue
             if Path(os.readlink(proc / "cwd")).resolve() != workdir:
                 continue
-            # a SLURM job's own Snakemake (a job step, when this machine is also a compute node)
-            if b"\0SLURM_JOB_ID=" in b"\0" + (proc / "environ").read_bytes():
+            # the Snakemake inside a SLURM job (its one job: --target-jobs), when this machine is
+            # also a compute node; a Snakemake started by hand in an salloc session still counts
+            if b"--target-jobs" in cmdline:
                 continue
             found.append(pid)
         except (OSError, ValueError):
@@ -85,11 +98,17 @@ def main(argv=None) -> int:
         print(f"resume: cancelling {len(jobs)} job(s) of the earlier run: "
               + " ".join(j.job_id for j in jobs), flush=True)
         subprocess.run(["scancel", *[j.job_id for j in jobs]], check=True)
+    waited = {}
     while jobs:
+        waited.update({j.job_id: j.comment for j in jobs})
         print(f"resume: waiting for {len(jobs)} job(s) of the earlier run to end: "
               + ", ".join(f"{j.job_id} {j.state} {j.comment}" for j in jobs[:10]), flush=True)
         time.sleep(args.poll)
         jobs = queued_jobs(args.prefix, workdir)
+    if waited and not args.cancel:
+        print("resume: outputs these jobs finished are kept without a provenance record (a later "
+              "change of settings will not rerun them by itself; delete them to redo them): "
+              + ", ".join(f"{i} {c}" for i, c in sorted(waited.items())), flush=True)
     print("resume: no job of an earlier run is queued or running; unlocking and resuming",
           flush=True)
     subprocess.run([args.snakemake, "--unlock", *rest], check=True)

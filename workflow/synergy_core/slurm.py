@@ -48,9 +48,10 @@ def use_sacct_wrapper() -> bool:
 
 # ------------------------------------------------------------------ jobs left by a killed run
 SQUEUE_FORMAT = "%i|%j|%T|%Z|%k"  # job id, name, state, working directory, comment
-ACTIVE_STATES = frozenset({"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED",
-                           "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING",
-                           "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})
+#: States of a job SLURM has ended; any other state (PENDING, RUNNING, COMPLETING, REQUEUED,
+#: SUSPENDED, one a newer SLURM adds, ...) counts as queued or running.
+ENDED_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+                          "BOOT_FAIL", "DEADLINE", "OUT_OF_MEMORY", "REVOKED", "SPECIAL_EXIT"})
 
 
 @dataclass(frozen=True)
@@ -81,5 +82,5 @@ def previous_run_jobs(jobs: list[QueuedJob], workdir: str | Path, prefix: str) -
     running."""
     root = Path(workdir).resolve()
     return [j for j in jobs
-            if j.name.startswith(f"{prefix}_") and j.state in ACTIVE_STATES
+            if j.name.startswith(f"{prefix}_") and j.state.split()[0] not in ENDED_STATES
             and Path(j.workdir).resolve() == root]

@@ -7,12 +7,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..ablation import ablation_grids, ablation_orders, kl_for_masks, masks_for_orders
-from ..ablation_curves import auc_table, summarise_curves
-from ..extract import resolve_device, unpad_ragged
-from ..hooks import head_hooks, model_shape
+from ..ablation_curves import ablation_grids, ablation_orders, auc_table, summarise_curves
+from ..ablation_plan import masks_for_orders
 from ..io import CorruptOutputError, load_arrays, read_table, write_table
-from ..models import load_model, load_tokenizer
 from ..ranking import prompt_halves
 
 log = logging.getLogger(__name__)
@@ -66,46 +63,90 @@ def long_table(plan: list[dict], kls: list[np.ndarray], indexes: list[list[np.nd
     return pd.concat(parts, ignore_index=True)[LONG_COLUMNS]
 
 
-def run_ablation(acts_path, heads_path, long_out, summary_out, auc_out, spec: dict, cfg: dict,
-                 device: str = "auto") -> None:
-    """Iterative ablation in synergistic-first, redundant-first and random orders (one model).
-
-    ``kl_long.tsv`` columns: :data:`LONG_COLUMNS` (``prompt_half``: -1, or the prompt's half
-    when the ranked orders are cross-validated: they then come from the other half's ranking).
-    """
+def read_plan(acts_path, heads_path, cfg: dict) -> tuple[dict, int, list[dict]]:
+    """The activations' tokens and labels, the number of heads, and the plan
+    (:func:`plan_ablation`) with each prompt group's distinct masks (flat, ``[M, 1, heads]``,
+    :func:`..ablation_plan.masks_for_orders`) and mask index per order, ``masks`` and ``index``.
+    Read from the ranking before any model is loaded: a max_fraction that removes no head
+    (unknown at parse time for a hub model) fails in seconds."""
     arrays, _ = load_arrays(acts_path, ("tokens", "prompt_tokens", "prompt_ids", "categories"))
     columns = ("syn_red", "syn_red_half0", "syn_red_half1") if cfg.get("cross_validate") else ("syn_red",)
     table = read_table(heads_path, columns)
-    # planned from the ranking before the model is loaded: a max_fraction that removes no head
-    # (unknown at parse time for a hub model) fails in seconds
     plan = plan_ablation(table, arrays["categories"], len(table), cfg)
+    for group in plan:
+        group["masks"], group["index"] = masks_for_orders(group["orders"], group["counts"], 1, len(table))
+    return arrays, len(table), plan
+
+
+def evaluate_plan(arrays: dict, plan: list[dict], n_total_heads: int, heads_path, spec: dict, cfg: dict,
+                  device: str = "auto", selections=None, compute: dict | None = None) -> list:
+    """KL ``[masks, group prompts]`` of each prompt group of the plan, on the model.
+
+    ``compute`` (:func:`synergy_core.compute.compute_settings`, stage ``ablation``): the dtype
+    the model is loaded in (replacing the spec's; the KL is float32 whatever it is), TF32 and
+    the GPUs the model is spread over; ``None``: the spec's dtype, no TF32, one device.
+
+    ``selections``: per prompt group the indices of the masks to evaluate together, in
+    :func:`..ablation.kl_for_masks`'s batches (the first must be the all-heads mask; an empty
+    one skips the group: its entry is None); None evaluates every mask."""
+    from ..ablation import kl_for_masks
+    from ..extract import resolve_device, unpad_ragged
+    from ..hooks import head_hooks, model_shape
+    from ..models import load_model, load_tokenizer, placement, tf32_mode
+
+    compute = dict(dict(tf32=False, gpus=1), **(compute or {}))
+    if compute.get("dtype"):
+        spec = dict(spec, dtype=compute["dtype"])
     device = resolve_device(device)
-    model = load_model(spec, device=device)
+    model = load_model(spec, device=device, gpus=compute["gpus"])
     tokenizer = load_tokenizer(spec)
+    log.info("ablation of %s in %s, TF32 %s, on %s", spec.get("name"), spec.get("dtype", "float32"),
+             "on" if compute["tf32"] and device.startswith("cuda") else "off", ", ".join(placement(model)))
     shape = model_shape(model)
-    if shape.n_total_heads != len(table):
-        raise CorruptOutputError(f"{heads_path}: {len(table)} heads, but the model has "
+    if shape.n_total_heads != n_total_heads:
+        raise CorruptOutputError(f"{heads_path}: {n_total_heads} heads, but the model has "
                                  f"{shape.n_total_heads}; delete it and rerun")
     prompts = unpad_ragged(arrays["prompt_tokens"])
-    kls, indexes = [], []
-    with head_hooks(model, shape) as hooks:
-        for group in plan:
-            masks, index = masks_for_orders(group["orders"], group["counts"], shape.n_layers,
-                                            shape.n_heads)
+    selections = [None] * len(plan) if selections is None else selections
+    kls = []
+    with tf32_mode(compute["tf32"]), head_hooks(model, shape) as hooks:
+        for group, rows in zip(plan, selections):
+            masks = group["masks"].reshape(-1, shape.n_layers, shape.n_heads)
+            if rows is not None and not len(rows):
+                kls.append(None)
+                continue
             log.info("ablation of %s, prompt group %d: %d heads, %d orders on %d (ranked) and %d "
-                     "(random) removal counts = %d distinct masks, %d prompts, on %s",
+                     "(random) removal counts = %d distinct masks%s, %d prompts, on %s",
                      spec.get("name"), group["half"], shape.n_total_heads, len(group["orders"]),
                      len(group["counts"][0]), len(group["counts"][-1]), len(masks),
-                     len(group["prompts"]), device)
+                     "" if rows is None else f" ({len(rows)} evaluated here)", len(group["prompts"]),
+                     device)
             kls.append(kl_for_masks(model, hooks, [prompts[p] for p in group["prompts"]],
-                                    arrays["tokens"][group["prompts"]], masks,
-                                    tokenizer.pad_token_id, cfg["prompt_batch"],
-                                    cfg["mask_group"], device))
-            indexes.append(index)
-    long = long_table(plan, kls, indexes, arrays["prompt_ids"], shape.n_total_heads)
-    made_from = [acts_path, heads_path]
+                                    arrays["tokens"][group["prompts"]],
+                                    masks if rows is None else masks[rows], tokenizer.pad_token_id,
+                                    cfg["prompt_batch"], cfg["mask_group"], device))
+    return kls
+
+
+def write_ablation(plan: list[dict], kls: list[np.ndarray], arrays: dict, n_total_heads: int,
+                   made_from, long_out, summary_out, auc_out) -> None:
+    """``kl_long.tsv``, ``summary.tsv`` and ``auc.tsv`` from each prompt group's KL."""
+    long = long_table(plan, kls, [group["index"] for group in plan], arrays["prompt_ids"], n_total_heads)
     write_table(long_out, long, made_from)
     write_table(summary_out, summarise_curves(long), made_from)
     auc = auc_table(long)
     write_table(auc_out, auc, made_from)
     log.info("AUC ratios: %s", auc.to_dict("records"))
+
+
+def run_ablation(acts_path, heads_path, long_out, summary_out, auc_out, spec: dict, cfg: dict,
+                 device: str = "auto", compute: dict | None = None) -> None:
+    """Iterative ablation in synergistic-first, redundant-first and random orders (one model).
+
+    ``kl_long.tsv`` columns: :data:`LONG_COLUMNS` (``prompt_half``: -1, or the prompt's half
+    when the ranked orders are cross-validated: they then come from the other half's ranking).
+    The sharded form (``ablation.n_parts`` > 1) is in :mod:`.ablate_parts`.
+    """
+    arrays, n_total_heads, plan = read_plan(acts_path, heads_path, cfg)
+    kls = evaluate_plan(arrays, plan, n_total_heads, heads_path, spec, cfg, device, compute=compute)
+    write_ablation(plan, kls, arrays, n_total_heads, [acts_path, heads_path], long_out, summary_out, auc_out)

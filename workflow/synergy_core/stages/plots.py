@@ -6,8 +6,12 @@ outputs of the rule.
 
 from __future__ import annotations
 
+import logging
+
 from .. import plots
 from ..io import CorruptOutputError, head_layout, load_arrays, read_json, read_table
+
+log = logging.getLogger(__name__)
 
 
 def _title(model: str, prov: dict | None) -> str:
@@ -168,3 +172,24 @@ def plot_finetune(accuracy_paths: dict, runs_paths: dict, tests_paths: dict | No
     title = (f"accuracy after fine-tuning only one region of attention heads ({selection} checkpoint "
              "per run; Fig 5)")
     _save(plots.finetune_figure(models, selection, title), outputs, "fig5")
+
+
+def plot_scaling(summary_path, models: list[str], outputs: dict, ci: float = 0.95) -> None:
+    """The scaling figure (``scaling.models``) from ``summary.tsv``: each verdict against the
+    parameter count (:func:`synergy_core.scaling.scaling_points`, :func:`plots.scaling_figure`).
+    What it leaves out is logged, a missing number as a warning, a test not run (e.g. a twin
+    that is not ablated) as information, and each panel's count of points."""
+    from ..scaling import PANELS, scaling_points
+
+    summary = read_table(summary_path, ("model", "init", "n_parameters"))
+    summary["model"] = summary["model"].astype(str)
+    points, notes = scaling_points(summary, models)
+    for where, lines in notes.items():
+        for line in lines:
+            (log.info if "not run" in line else log.warning)("scaling figure (%s): %s", where, line)
+    for panel in PANELS:
+        log.info("scaling figure (%s): %d of %d models drawn", panel,
+                 int((points.panel == panel).sum()), len(models))
+    title = f"the verdicts against model size: {len(models)} models of the summary table"
+    _save(plots.scaling_figure(points, notes, title, ci), outputs, "scaling")
+

@@ -157,6 +157,12 @@ COLUMN_DOCS = {
     "verdict_perturbation": _doc("verdicts", "verdict", _verdict_meaning("verdict_perturbation")),
     "verdict_finetune": _doc("verdicts", "verdict", _verdict_meaning("verdict_finetune")),
     "heads": _doc("diagnostics", "int", "attention heads analysed (all layers)"),
+    "n_parameters": _doc("diagnostics", "int", "parameters of the model as the extraction loaded "
+                         "it (the sum of `numel` over `model.parameters()`: embeddings and output "
+                         "layer included, a tied weight once; a random-init twin has its trained "
+                         "model's count), from the provenance of `activations.npz` (`model."
+                         "n_parameters`) via `ranking/diagnostics.json`; the x axis of the scaling "
+                         "figure. Empty for activations extracted before the count was recorded"),
     "layers": _doc("diagnostics", "int", "layers"),
     "prompts": _doc("diagnostics", "int", "prompts analysed"),
     "nan_cells": _doc("diagnostics", "int", "degenerate (pair, prompt) cells: PhiID undefined "
@@ -596,7 +602,9 @@ def _row(name: str, m: dict, twin: dict, twin_of: dict) -> dict:
                random_twin=twin.get(name, ""), random_twin_of=",".join(twin_of.get(name, [])),
                verdict_inverted_u=None, verdict_ablation=None, verdict_perturbation=None,
                verdict_finetune=None,
-               heads=diag["n_layers"] * diag["n_heads_per_layer"], layers=diag["n_layers"],
+               heads=diag["n_layers"] * diag["n_heads_per_layer"],
+               n_parameters=(diag.get("model") or {}).get("n_parameters", np.nan),
+               layers=diag["n_layers"],
                prompts=diag["n_prompts"], nan_cells=diag["nan_cells"],
                unranked_heads=diag["unranked_heads"],
                synergy_redundancy_spearman=diag["spearman"],
