@@ -23,6 +23,7 @@ from synergy_core.slurm import (  # noqa: E402
     use_sacct_wrapper,
 )
 
+
 def _plugin_query():
     """The arguments of the SLURM plugin's own status query (so that a change there fails here)."""
     import shlex
