@@ -412,22 +412,30 @@ def _assert_same_outputs(a: Path, b: Path):
                 assert x[key].tobytes() == y[key].tobytes(), f"{rel}:{key} differs"
 
 
+def _small_config_with_local_reference(tmp_path, env, profile):
+    """One snapshot of the working tree with SMALL_CONFIG, copied for a SLURM run and a local
+    reference run; the local run is started here and returned with the two directories.
+
+    The local reference gives each rule the threads the profile gives it (torch and BLAS
+    results may depend on the thread count). It runs at low priority alongside: the SLURM run,
+    a chain of jobs with polling gaps, is the one that sets the test's duration."""
+    src = copy_repo(tmp_path / "src")
+    (src / "config" / "small.yaml").write_text(SMALL_CONFIG)
+    on_slurm = copy_repo(tmp_path / "slurm", src)
+    local = copy_repo(tmp_path / "local", src)
+    threads = [f"{rule}={n}" for rule, n in profile["set-threads"].items()]
+    local_run = _run_in_group(["nice", "-n", "15", "snakemake", "--cores", "2", "--configfile",
+                               "config/small.yaml", "--set-threads", *threads],
+                              local, env, tmp_path / "local.log", timeout=400)
+    return on_slurm, local, local_run
+
+
 @pytest.mark.slurm
 def test_workflow_on_slurm_routes_resources_and_matches_local_run(slurm_cluster, tmp_path):
     env = slurm_cluster
     profile = load_profile("slurm-test")
-    src = copy_repo(tmp_path / "src")  # one snapshot of the working tree for both runs
-    (src / "config" / "small.yaml").write_text(SMALL_CONFIG)
-    on_slurm = copy_repo(tmp_path / "slurm", src)
-    local = copy_repo(tmp_path / "local", src)
+    on_slurm, local, local_run = _small_config_with_local_reference(tmp_path, env, profile)
     small = ["--configfile", "config/small.yaml"]
-    # The local reference gives each rule the threads the profile gives it (torch and BLAS
-    # results may depend on the thread count). It runs at low priority alongside: the SLURM run,
-    # a chain of jobs with polling gaps, is the one that sets the test's duration.
-    threads = [f"{rule}={n}" for rule, n in profile["set-threads"].items()]
-    local_run = _run_in_group(["nice", "-n", "15", "snakemake", "--cores", "2", *small,
-                               "--set-threads", *threads],
-                              local, env, tmp_path / "local.log", timeout=400)
     slurm_run = _run_in_group(["snakemake", "--profile", "profiles/slurm-test", *small],
                               on_slurm, env, tmp_path / "slurm.log", timeout=420)
     rc_slurm, rc_local = _wait(*slurm_run), _wait(*local_run)
@@ -496,15 +504,8 @@ def test_cancelled_job_is_retried_and_resume_submits_no_duplicates(slurm_cluster
     env = dict(slurm_cluster, PYTHONPATH=str(REPO / "workflow"))
     profile = load_profile("slurm-test")
     assert profile["retries"] >= 1
-    src = copy_repo(tmp_path / "src")
-    (src / "config" / "small.yaml").write_text(SMALL_CONFIG)
-    on_slurm = copy_repo(tmp_path / "slurm", src)
-    local = copy_repo(tmp_path / "local", src)
+    on_slurm, local, local_run = _small_config_with_local_reference(tmp_path, env, profile)
     small = ["--configfile", "config/small.yaml"]
-    threads = [f"{rule}={n}" for rule, n in profile["set-threads"].items()]
-    local_run = _run_in_group(["nice", "-n", "15", "snakemake", "--cores", "2", *small,
-                               "--set-threads", *threads],
-                              local, env, tmp_path / "local.log", timeout=400)
     log = tmp_path / "slurm.log"
     first = _run_in_group(["snakemake", "--profile", "profiles/slurm-test", *small], on_slurm,
                           env, log, timeout=420)

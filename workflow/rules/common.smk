@@ -161,8 +161,13 @@ def gpu_gres(wildcards):
 
 
 def phiid_chunk_runtime(wildcards, threads):
-    spec = model_spec(config, wildcards.model)
-    heads = total_heads(model_config(spec, config.get("hf_home")) or {})
+    return _phiid_chunk_minutes(wildcards.model, threads)
+
+
+@functools.lru_cache(maxsize=None)
+def _phiid_chunk_minutes(model, threads):
+    """Minutes of one PhiID chunk of a model (the same for each of its chunks)."""
+    heads = total_heads(model_config(model_spec(config, model), config.get("hf_home")) or {})
     if heads is None:
         return 60
     pairs = math.ceil(heads * (heads - 1) / 2 / N_CHUNKS)

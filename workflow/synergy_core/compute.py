@@ -49,3 +49,10 @@ def compute_settings(config: dict, model: str, stage: str) -> dict:
     return {"dtype": stage_dtype(config, model, stage),
             "tf32": bool(config["generation"].get("tf32", False)),
             "gpus": gpus_needed(config, model)}
+
+
+def apply_compute(spec: dict, compute: dict | None) -> tuple[dict, dict]:
+    """In a job: the model spec with the stage's dtype (when it sets one) and the full settings,
+    ``compute`` over the defaults (the spec's dtype, no TF32, one device)."""
+    compute = {"tf32": False, "gpus": 1, **(compute or {})}
+    return (dict(spec, dtype=compute["dtype"]) if compute.get("dtype") else spec), compute

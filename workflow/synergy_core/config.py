@@ -367,7 +367,6 @@ def _check_finetune(config: dict, heads: dict[str, int | None]) -> None:
     work, evaluation steps within the run, and regions of at least one head."""
     from .builtin import BUILTIN_TASKS
     from .finetune_plan import REGIONS, eval_steps
-    from .head_counts import perturbation_set_size
     from .tasks import BUILTIN_SFT, DOWNLOADABLE_SFT, DOWNLOADABLE_TASKS
 
     ft = config["finetune"]
@@ -406,18 +405,13 @@ def _check_finetune(config: dict, heads: dict[str, int | None]) -> None:
     if ft["n_eval_parts"] > n_units:
         raise ConfigError(f"config key finetune.n_eval_parts: {ft['n_eval_parts']} jobs for {n_units} "
                           f"checkpoints per model; use at most {n_units}")
-    for name in ft["models"]:
-        h = heads.get(name)
-        if h is not None and perturbation_set_size(h, ft["region_fraction"]) < 1:
-            raise ConfigError(f"config key finetune.region_fraction: {ft['region_fraction']} of the {h} "
-                              f"heads of model {name} is less than one head")
+    _check_head_sets("finetune.region_fraction", ft["region_fraction"], ft["models"], heads)
 
 
 def _check_perturbation(config: dict, heads: dict[str, int | None]) -> None:
     """The perturbation section: known models, a readable task, a verdict alpha that is run,
     and sets of at least one head (where the head count is known without loading the model)."""
     from .builtin import BUILTIN_TASKS
-    from .head_counts import perturbation_set_size
 
     pert = config["perturbation"]
     unknown = sorted(set(pert["models"]) - set(config["models"]))
@@ -450,11 +444,19 @@ def _check_perturbation(config: dict, heads: dict[str, int | None]) -> None:
     elif pert["verdict_alpha"] not in pert["alpha"]:
         raise ConfigError(f"config key perturbation.verdict_alpha: {pert['verdict_alpha']} is not one "
                           f"of perturbation.alpha {pert['alpha']}")
-    for name in pert["models"]:
+    _check_head_sets("perturbation.core_fraction", pert["core_fraction"], pert["models"], heads)
+
+
+def _check_head_sets(key: str, fraction: float, models, heads: dict[str, int | None]) -> None:
+    """A set of ``fraction`` of each model's heads (perturbed core, fine-tuned region) has at
+    least one head, where the head count is known without loading the model."""
+    from .head_counts import perturbation_set_size
+
+    for name in models:
         h = heads.get(name)
-        if h is not None and perturbation_set_size(h, pert["core_fraction"]) < 1:
-            raise ConfigError(f"config key perturbation.core_fraction: {pert['core_fraction']} of the "
-                              f"{h} heads of model {name} is less than one head")
+        if h is not None and perturbation_set_size(h, fraction) < 1:
+            raise ConfigError(f"config key {key}: {fraction} of the {h} heads of model {name} is "
+                              "less than one head")
 
 
 def export_environment(config: dict, workflow_dir: str | Path) -> None:
@@ -584,8 +586,9 @@ def missing_models_message(missing: dict[str, list[str]], config: dict, options=
     return "\n".join(lines)
 
 
-def _cached_heads(spec: dict, hf_home: str | None) -> int | None:
-    """Total heads of a hub model if its config.json is already local (no network), else None."""
+def cached_model_config(spec: dict, hf_home: str | None) -> dict | None:
+    """A hub model's config.json as a dict if it is already local (``local_path`` or the hub
+    cache; no network), else None; also None when it is unreadable (loading will say so)."""
     import json
 
     if spec.get("local_path"):
@@ -595,8 +598,18 @@ def _cached_heads(spec: dict, hf_home: str | None) -> int | None:
     if path is None or not path.is_file():
         return None
     try:
-        return total_heads(json.loads(path.read_text()))
-    except (OSError, ValueError, AttributeError):  # a damaged config: loading will say so
+        cfg = json.loads(path.read_text())
+    except (OSError, ValueError):  # a damaged config
+        return None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def _cached_heads(spec: dict, hf_home: str | None) -> int | None:
+    """Total heads of a hub model if its config.json is already local (no network), else None."""
+    cfg = cached_model_config(spec, hf_home)
+    try:
+        return None if cfg is None else total_heads(cfg)
+    except (AttributeError, TypeError):  # a damaged config: loading will say so
         return None
 
 

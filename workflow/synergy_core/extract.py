@@ -190,13 +190,12 @@ def extract_activations(spec: dict, prompts, num_tokens: int, batch_size: int = 
     provenance's ``compute`` records them, whether TF32 was in effect (CUDA only) and the
     devices the weights were on.
     """
+    from .compute import apply_compute
     from .hooks import head_hooks, head_labels, model_shape
     from .io import software_versions
     from .models import load_model, load_tokenizer, placement, tf32_mode
 
-    compute = dict(dict(tf32=False, gpus=1), **(compute or {}))
-    if compute.get("dtype"):
-        spec = dict(spec, dtype=compute["dtype"])
+    spec, compute = apply_compute(spec, compute)
     device = resolve_device(device)
     tokenizer = load_tokenizer(spec)
     model = load_model(spec, device=device, gpus=compute["gpus"])

@@ -13,7 +13,6 @@ nothing. The benchmark files of finished jobs (``results/benchmarks/<rule>/*.tsv
 
 from __future__ import annotations
 
-import json
 import math
 
 from .builtin import BUILTIN_PREFIX, TINY_CONFIGS, is_builtin
@@ -58,25 +57,14 @@ def parameter_count(cfg: dict) -> int:
 
 
 def model_config(spec: dict, hf_home: str | None = None) -> dict | None:
-    """The model's Hugging Face config as a dict (built-in table, ``local_path`` or the hub
-    cache's config.json), or None when it is not local yet or unreadable."""
+    """The model's Hugging Face config as a dict (the built-in table, else the local
+    config.json: :func:`.config.cached_model_config`), or None when it is not local yet."""
     if is_builtin(spec["hf_id"]):
         model_type, cfg = TINY_CONFIGS[spec["hf_id"][len(BUILTIN_PREFIX):]]
         return {**cfg, "model_type": model_type, "vocab_size": 258}
-    from pathlib import Path
+    from .config import cached_model_config
 
-    from .config import hub_cache_file
-
-    if spec.get("local_path"):
-        path = Path(spec["local_path"]) / "config.json"
-    else:
-        path = hub_cache_file(spec["hf_id"], "config.json", spec.get("revision"), hf_home)
-    if path is None or not Path(path).is_file():
-        return None
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):  # damaged: loading will say so
-        return None
+    return cached_model_config(spec, hf_home)
 
 
 def model_parameters(spec: dict, hf_home: str | None = None) -> int | None:

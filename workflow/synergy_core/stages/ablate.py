@@ -90,13 +90,12 @@ def evaluate_plan(arrays: dict, plan: list[dict], n_total_heads: int, heads_path
     :func:`..ablation.kl_for_masks`'s batches (the first must be the all-heads mask; an empty
     one skips the group: its entry is None); None evaluates every mask."""
     from ..ablation import kl_for_masks
+    from ..compute import apply_compute
     from ..extract import resolve_device, unpad_ragged
     from ..hooks import head_hooks, model_shape
     from ..models import load_model, load_tokenizer, placement, tf32_mode
 
-    compute = dict(dict(tf32=False, gpus=1), **(compute or {}))
-    if compute.get("dtype"):
-        spec = dict(spec, dtype=compute["dtype"])
+    spec, compute = apply_compute(spec, compute)
     device = resolve_device(device)
     model = load_model(spec, device=device, gpus=compute["gpus"])
     tokenizer = load_tokenizer(spec)
