@@ -36,7 +36,9 @@ rule ablate_heads:
         f"{RESULTS}/benchmarks/ablate_heads/{{model}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # 1 locally: two GPU-rule jobs share 2 cores side by side (the demo); a SLURM profile gives
+    # the job its GPU bundle's cores (set-threads)
+    threads: 1
     resources:
         gpu=1,
         gres=gpu_gres,
@@ -65,7 +67,9 @@ rule ablate_part:
         f"{RESULTS}/benchmarks/ablate_part/{{model}}/part_{{part}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # 1 locally: two GPU-rule jobs share 2 cores side by side (the demo); a SLURM profile gives
+    # the job its GPU bundle's cores (set-threads)
+    threads: 1
     resources:
         gpu=1,
         gres=gpu_gres,

@@ -12,7 +12,9 @@ rule extract_activations:
         f"{RESULTS}/benchmarks/extract_activations/{{model}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # 1 locally: two GPU-rule jobs share 2 cores side by side (the demo); a SLURM profile gives
+    # the job its GPU bundle's cores (set-threads)
+    threads: 1
     resources:
         gpu=1,
         gres=gpu_gres,

@@ -67,7 +67,9 @@ rule perturbation_part:
         f"{RESULTS}/benchmarks/perturbation_part/{{model}}/part_{{part}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: 2
+    # 1 locally: two GPU-rule jobs share 2 cores side by side (the demo); a SLURM profile gives
+    # the job its GPU bundle's cores (set-threads)
+    threads: 1
     resources:
         gpu=1,
     params:
